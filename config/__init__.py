@@ -1,0 +1,1 @@
+"""Configuration files shipped with anomstream (default config, schemas, ops kit)."""

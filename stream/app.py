@@ -1,0 +1,91 @@
+"""Wiring: build the clients, pipeline, metrics and HTTP endpoint from a `Config`, then serve.
+
+The only place that constructs collaborators; everything below it receives them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from stream.broker import wait_for_kafka
+from stream.config import Config
+from stream.http import Health, HttpServer
+from stream.kafka_io import ensure_topics, make_consumer, make_producer
+from stream.metrics import Metrics
+from stream.pipeline import BatchOutput, Pipeline
+from stream.service import Service
+
+__all__ = ["serve", "install_stop_signals", "new_registry"]
+
+log = logging.getLogger("anomstream")
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry with anomstream's metrics plus the standard process/platform/GC collectors."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask the loop to finish its batch, commit and exit 0."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: the operator really wants out
+            raise KeyboardInterrupt
+        log.info("%s received: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def serve(
+    config: Config,
+    *,
+    stop: threading.Event,
+    registry: CollectorRegistry | None = None,
+    on_output: Callable[[BatchOutput], None] | None = None,
+    on_listening: Callable[[int], None] | None = None,
+) -> int:
+    """Run the service until `stop` is set. Returns the process exit code."""
+    registry = registry if registry is not None else new_registry()
+    metrics = Metrics(registry)
+    health = Health()
+    http = HttpServer(host=config.http.host, port=config.http.port, registry=registry, health=health).start()
+    log.info("metrics and health on http://%s:%d/metrics", config.http.host, http.port)
+    if on_listening is not None:
+        on_listening(http.port)
+    try:
+        kafka = config.kafka
+        wait_for_kafka(kafka.bootstrap_servers, timeout=60)
+        if kafka.create_topics:
+            ensure_topics(kafka, [*kafka.input_topics, kafka.alert_topic, kafka.dlq_topic])
+        pipeline = Pipeline(config, metrics=metrics)
+        service = Service(
+            config,
+            consumer_factory=lambda listener: make_consumer(kafka, listener=listener),
+            producer=make_producer(kafka),
+            pipeline=pipeline,
+            metrics=metrics,
+            health=health,
+            on_output=on_output,
+        )
+        log.info(
+            "consuming %s as group %r; alerts -> %s, dead letters -> %s; detector %s",
+            ",".join(kafka.input_topics), kafka.group_id, kafka.alert_topic, kafka.dlq_topic,
+            config.detector.name,
+        )
+        service.run(stop)
+        log.info("stopped cleanly")
+        return 0
+    finally:
+        http.stop()

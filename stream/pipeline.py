@@ -1,0 +1,206 @@
+"""The pure pipeline: a batch of consumed records in; alerts, dead letters and offsets out.
+
+No Kafka here: records are anything with the attributes of kafka-python's `ConsumerRecord`
+(`topic, partition, offset, timestamp, key, value, headers`), and the output is a `BatchOutput`
+for the I/O layer to publish and commit. The clock and the metrics are passed in, so the same
+code runs in unit tests, on Tansu and on Apache Kafka.
+
+Per reading: decode → for each sensor, score with the entity's model (after its warm-up), then
+learn → the machine's alert policy decides → maybe an alert. Per-reading metric values are
+collected in arrays and handed to the metrics once per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from detectors.entities import MACHINE_WIDE, ModelStore
+from detectors.policy import AlertPolicy, PolicyState, Transition
+from stream import __version__
+from stream.alerts import AlertSource, OutgoingMessage, build_alert
+from stream.config import Config
+from stream.errors import InvalidRecord
+from stream.metrics import Metrics
+from stream.telemetry import Reading, TelemetryDecoder
+
+__all__ = ["Pipeline", "BatchOutput", "RecordLike", "DLQ_REASON_HEADER"]
+
+DLQ_REASON_HEADER = "anomstream-dlq-reason"
+
+
+class RecordLike(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # milliseconds, as Kafka stores it
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None
+
+
+@dataclass
+class BatchOutput:
+    alerts: list[OutgoingMessage] = field(default_factory=list)
+    dead_letters: list[OutgoingMessage] = field(default_factory=list)
+    # (topic, partition) -> next offset to consume, i.e. the offset to commit
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    readings: int = 0
+
+
+class Pipeline:
+    """Stateful (models, policy states) but I/O-free; call `process` once per polled batch."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        models: ModelStore | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.decoder = TelemetryDecoder(config.telemetry)
+        self.models = models if models is not None else ModelStore.from_config(config.detector)
+        self.policy = AlertPolicy.from_config(config.alerts)
+        self.policy_states: dict[str, PolicyState] = {}
+        self._machine_mode = config.detector.entity == "machine"
+        self._warmup = config.detector.warmup
+        self._scored = 0  # sensor values scored so far (after warm-up)
+        instance = config.service.instance or "local"
+        self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
+
+    def process(self, records: Sequence[RecordLike]) -> BatchOutput:
+        started = time.perf_counter()
+        out = BatchOutput()
+        now = self.clock()
+        latencies: list[float] = []
+        scores: list[float] = []
+        consumed: dict[str, int] = {}
+        scored_before = self._scored
+        created_before, evicted_before = self.models.created, self.models.evicted
+        for record in records:
+            consumed[record.topic] = consumed.get(record.topic, 0) + 1
+            out.offsets[(record.topic, record.partition)] = record.offset + 1
+            try:
+                reading = self.decoder.decode(record.key, record.value)
+            except InvalidRecord as exc:
+                out.dead_letters.append(self._dead_letter(record, exc))
+                continue
+            out.readings += 1
+            latencies.append(now - record.timestamp / 1000.0)
+            score, sensor_scores, warm = self._score_and_learn(reading)
+            if not warm:
+                continue
+            scores.append(score)
+            transition = self.policy.step(
+                self._policy_state(reading.machine), score, reading.event_time, sensor_scores
+            )
+            if transition is not None:
+                out.alerts.append(self._alert(transition, reading, record, now))
+        self._record_metrics(out, consumed, latencies, scores, started)
+        self.metrics.readings_scored.inc(self._scored - scored_before)
+        self.metrics.models_created.inc(self.models.created - created_before)
+        self.metrics.models_evicted.inc(self.models.evicted - evicted_before)
+        return out
+
+    def _score_and_learn(self, reading: Reading) -> tuple[float, dict[str, float], bool]:
+        """Score every sensor before learning it. `warm` is False while any model warms up."""
+        get = self.models.get
+        warmup = self._warmup
+        machine = reading.machine
+        if self._machine_mode:
+            entity = get(machine, MACHINE_WIDE)
+            warm = entity.learned >= warmup
+            score = float(entity.model.score_one(reading.sensors)) if warm else 0.0
+            entity.model.learn_one(reading.sensors)
+            entity.learned += 1
+            self._scored += warm
+            return score, {name: score for name in reading.sensors}, warm
+        sensor_scores: dict[str, float] = {}
+        best = 0.0
+        for sensor, value in reading.sensors.items():
+            entity = get(machine, sensor)
+            x = {"value": value}
+            if entity.learned >= warmup:
+                s = float(entity.model.score_one(x))
+                sensor_scores[sensor] = s
+                if s > best:
+                    best = s
+            entity.model.learn_one(x)
+            entity.learned += 1
+        self._scored += len(sensor_scores)
+        # A machine alerts only on sensors past warm-up; it is "warm" once any sensor is.
+        return best, sensor_scores, bool(sensor_scores)
+
+    def _policy_state(self, machine: str) -> PolicyState:
+        state = self.policy_states.get(machine)
+        if state is None:
+            state = self.policy_states[machine] = PolicyState()
+        return state
+
+    def _alert(
+        self, transition: Transition, reading: Reading, record: RecordLike, now: float
+    ) -> OutgoingMessage:
+        sensor = next(iter(transition.sensors), MACHINE_WIDE)
+        entity = self.models.peek(reading.machine, MACHINE_WIDE if self._machine_mode else sensor)
+        detector = entity.detector if entity is not None else self.config.detector.name
+        gauge = self.metrics.alerts_firing
+        if transition.status == "firing":
+            gauge.labels(reading.machine, transition.severity).set(1)
+        else:
+            try:
+                gauge.remove(reading.machine, transition.severity)
+            except KeyError:
+                pass  # fired before a restart: the gauge never saw it
+        self.metrics.alerts.labels(transition.severity, transition.status).inc()
+        return build_alert(
+            transition,
+            machine=reading.machine,
+            values=reading.sensors,
+            event_time=reading.event_time,
+            detected_at=now,
+            threshold=self.policy.threshold,
+            detector={"name": detector, "version": __version__},
+            source=AlertSource(record.topic, record.partition, record.offset),
+            ce_source=self._ce_source,
+            topic=self.config.kafka.alert_topic,
+        )
+
+    def _dead_letter(self, record: RecordLike, exc: InvalidRecord) -> OutgoingMessage:
+        self.metrics.readings_rejected.labels(exc.reason).inc()
+        headers = list(record.headers or [])
+        headers += [
+            (DLQ_REASON_HEADER, exc.reason.encode()),
+            ("anomstream-dlq-detail", exc.detail[:500].encode("utf-8", "replace")),
+            ("anomstream-source-topic", record.topic.encode()),
+            ("anomstream-source-partition", str(record.partition).encode()),
+            ("anomstream-source-offset", str(record.offset).encode()),
+        ]
+        # The original bytes, untouched, so the record can be fixed and replayed.
+        return OutgoingMessage(self.config.kafka.dlq_topic, record.key, record.value or b"", headers)
+
+    def _record_metrics(
+        self,
+        out: BatchOutput,
+        consumed: dict[str, int],
+        latencies: list[float],
+        scores: list[float],
+        started: float,
+    ) -> None:
+        m = self.metrics
+        for topic, count in consumed.items():
+            m.readings_consumed.labels(topic).inc(count)
+        m.end_to_end_latency.observe_many(latencies)
+        m.anomaly_score.observe_many(scores)
+        m.active_models.set(len(self.models))
+        m.batch_size.observe(sum(consumed.values()))
+        m.batch_processing.observe(time.perf_counter() - started)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counts for logs and tests."""
+        return {"models": len(self.models), "machines": len(self.policy_states)}
