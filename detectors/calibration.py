@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from river import anomaly
-from river.base import AnomalyDetector
+from river.base import AnomalyDetector, SupervisedAnomalyDetector
 
 __all__ = ["TailProbability", "normal_cdf"]
 
@@ -22,6 +22,12 @@ __all__ = ["TailProbability", "normal_cdf"]
 def normal_cdf(z: float) -> float:
     """P(Z <= z) for a standard normal Z."""
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def _only_value(x: dict) -> float:
+    if len(x) != 1:
+        raise ValueError(f"a univariate detector needs exactly one feature, got {sorted(x)}")
+    return next(iter(x.values()))
 
 
 class TailProbability(AnomalyDetector):
@@ -74,7 +80,12 @@ class TailProbability(AnomalyDetector):
         yield {"anomaly_detector": anomaly.StandardAbsoluteDeviation(), "window": 100}
 
     def _raw(self, x: dict) -> float:
-        raw = float(self.anomaly_detector.score_one(x))
+        detector = self.anomaly_detector
+        if isinstance(detector, SupervisedAnomalyDetector):
+            # Univariate detectors such as StandardAbsoluteDeviation score a target `y`.
+            raw = float(detector.score_one(None, _only_value(x)))
+        else:
+            raw = float(detector.score_one(x))
         return raw if math.isfinite(raw) else 0.0
 
     def learn_one(self, x: dict) -> None:
@@ -83,7 +94,11 @@ class TailProbability(AnomalyDetector):
             self._update(raw)
         else:
             self._n += 1
-        self.anomaly_detector.learn_one(x)
+        detector = self.anomaly_detector
+        if isinstance(detector, SupervisedAnomalyDetector):
+            detector.learn_one(None, _only_value(x))
+        else:
+            detector.learn_one(x)
 
     def _update(self, raw: float) -> None:
         self._n += 1

@@ -28,11 +28,14 @@ _TINY = 1e-12
 class _FeatureState:
     """Learned statistics of one feature; slots keep the pickle small."""
 
-    __slots__ = ("n", "fast", "resid_var", "slow", "slow_var", "last", "run", "dvar", "dvar_short")
+    __slots__ = (
+        "n", "fast", "trend", "resid_var", "slow", "slow_var", "last", "run", "dvar", "dvar_short"
+    )
 
     def __init__(self, x: float) -> None:
         self.n = 0
         self.fast = x
+        self.trend = 0.0
         self.resid_var = 0.0
         self.slow = x
         self.slow_var = 0.0
@@ -55,7 +58,9 @@ class EWMZScore(AnomalyDetector):
     Parameters
     ----------
     fast_alpha
-        Weight of the fast EW mean that predicts the next reading (tracks load cycles).
+        Level weight of the Holt predictor of the next reading (tracks load cycles).
+    trend_beta
+        Trend weight of that predictor: ramps up and down a duty cycle are predicted, not flagged.
     slow_alpha
         Weight of the slow baseline that drifts are measured against.
     var_alpha
@@ -66,6 +71,12 @@ class EWMZScore(AnomalyDetector):
         Identical consecutive readings that make a moving sensor "stuck".
     grace
         Readings per feature before any non-zero score.
+    protect_z
+        Readings scoring at or above this z are learned at `protect_weight` times the usual
+        weight, so a fault does not become the baseline it is measured against (an online
+        model that learns a level shift at full speed resolves the alert while the fault lasts).
+    protect_weight
+        Learning weight factor for such readings; > 0 so a lasting change is learned eventually.
 
     Examples
     --------
@@ -82,25 +93,31 @@ class EWMZScore(AnomalyDetector):
 
     def __init__(
         self,
-        fast_alpha: float = 0.2,
-        slow_alpha: float = 0.002,
+        fast_alpha: float = 0.3,
+        trend_beta: float = 0.05,
+        slow_alpha: float = 0.005,
         var_alpha: float = 0.01,
         burst_alpha: float = 0.2,
         stuck_run: int = 8,
         grace: int = 30,
+        protect_z: float = 3.0,
+        protect_weight: float = 0.05,
     ) -> None:
         self.fast_alpha = fast_alpha
+        self.trend_beta = trend_beta
         self.slow_alpha = slow_alpha
         self.var_alpha = var_alpha
         self.burst_alpha = burst_alpha
         self.stuck_run = stuck_run
         self.grace = grace
+        self.protect_z = protect_z
+        self.protect_weight = protect_weight
         self._features: dict[str, _FeatureState] = {}
 
     @classmethod
     def _unit_test_params(cls) -> Any:
         yield {}
-        yield {"fast_alpha": 0.5, "stuck_run": 4, "grace": 5}
+        yield {"fast_alpha": 0.5, "trend_beta": 0.0, "stuck_run": 4, "grace": 5}
 
     def learn_one(self, x: dict) -> None:
         features = self._features
@@ -112,20 +129,27 @@ class EWMZScore(AnomalyDetector):
             self._learn_feature(state, float(value))
 
     def _learn_feature(self, s: _FeatureState, v: float) -> None:
+        protect = self.protect_weight if s.n >= self.grace and self._z(s, v) >= self.protect_z else 1.0
+        if s.n * self.slow_alpha < 1.0:
+            protect = 1.0  # the slow baseline is still forming: learn everything
         # Variances start with weight 1/n so the first readings set the scale quickly.
         s.n += 1
-        a_var = max(self.var_alpha, 1.0 / s.n)
-        resid = v - s.fast
+        a_var = max(self.var_alpha, 1.0 / s.n) * protect
+        resid = v - s.fast - s.trend
         s.resid_var += a_var * (resid * resid - s.resid_var)
         dev = v - s.slow
-        s.slow_var += a_var * (dev * dev - s.slow_var)
+        # The drift baseline's spread must span whole duty cycles, hence the slow weight.
+        a_slow = max(self.slow_alpha, 1.0 / s.n) * protect
+        s.slow_var += a_slow * (dev * dev - s.slow_var)
         diff = v - s.last
         d2 = diff * diff
         s.dvar += a_var * (d2 - s.dvar)
         s.dvar_short += max(self.burst_alpha, 1.0 / s.n) * (d2 - s.dvar_short)
         s.run = s.run + 1 if diff == 0.0 else 0
-        s.fast += self.fast_alpha * resid
-        s.slow += max(self.slow_alpha, 1.0 / s.n) * dev
+        level = s.fast + s.trend + self.fast_alpha * resid
+        s.trend += self.trend_beta * (level - s.fast - s.trend)
+        s.fast = level
+        s.slow += a_slow * dev
         s.last = v
 
     def score_one(self, x: dict) -> float:
@@ -141,8 +165,9 @@ class EWMZScore(AnomalyDetector):
         return math.erf(worst / _SQRT2)  # two-sided tail: P(|Z| < z)
 
     def _z(self, s: _FeatureState, v: float) -> float:
-        z_resid = abs(v - s.fast) / math.sqrt(s.resid_var + _TINY)
-        z_drift = abs(v - s.slow) / math.sqrt(s.slow_var + _TINY)
+        z_resid = abs(v - s.fast - s.trend) / math.sqrt(s.resid_var + _TINY)
+        # The drift baseline is trusted once it has seen ~1/slow_alpha readings.
+        z_drift = abs(v - s.slow) / math.sqrt(s.slow_var + _TINY) if s.n * self.slow_alpha >= 1.0 else 0.0
         # Ratio of difference variances: ~1 normally; an F-like statistic, mapped to a z-scale
         # by its log with the spread of a ~10-reading short window.
         diff = v - s.last

@@ -3,7 +3,8 @@
 A fault lasts many readings, and a raw threshold would fire on each of them (an alert storm) and
 on single noisy readings (false alarms). The policy therefore
 
-- fires only after `min_run` consecutive readings at or above `threshold`;
+- fires only after `min_run` consecutive readings at or above `threshold`, or at once on a
+  single reading at or above `instant_threshold` (a short spike must not slip through);
 - once firing, resolves only after `clear_run` consecutive readings below `clear_threshold`
   (hysteresis: scores bouncing around the threshold keep one alert open);
 - after resolving, ignores the machine for `cooldown` readings, so the tail of a fault does not
@@ -62,7 +63,8 @@ class AlertPolicy:
 
     Examples
     --------
-    >>> policy = AlertPolicy(threshold=0.99, min_run=2, clear_threshold=0.9, clear_run=2, cooldown=1)
+    >>> policy = AlertPolicy(threshold=0.99, critical_threshold=0.9999, instant_threshold=0.9999,
+    ...                      min_run=2, clear_threshold=0.9, clear_run=2, cooldown=1)
     >>> state = PolicyState()
     >>> scores = [0.1, 0.995, 0.999, 0.999, 0.5, 0.5, 0.999, 0.1]
     >>> [t.status if (t := policy.step(state, s, float(i), {"temp": s})) else None
@@ -70,8 +72,9 @@ class AlertPolicy:
     [None, None, 'firing', None, None, 'resolved', None, None]
     """
 
-    threshold: float = 0.995
-    critical_threshold: float = 0.9999
+    threshold: float = 0.9999
+    critical_threshold: float = 0.999999
+    instant_threshold: float = 0.9999999
     min_run: int = 3
     clear_threshold: float = 0.95
     clear_run: int = 20
@@ -113,7 +116,7 @@ class AlertPolicy:
         for sensor, s in sensor_scores.items():
             if s >= self.threshold and s > state.sensors.get(sensor, 0.0):
                 state.sensors[sensor] = s
-        if state.run < self.min_run:
+        if state.run < self.min_run and score < self.instant_threshold:
             return None
         state.phase, state.run = FIRING, 0
         state.severity = "critical" if state.peak >= self.critical_threshold else "warning"

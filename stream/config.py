@@ -153,8 +153,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    threshold: float = 0.995
-    critical_threshold: float = 0.9999
+    threshold: float = 0.9999
+    critical_threshold: float = 0.999999
+    instant_threshold: float = 0.9999999
     min_run: int = 3
     clear_threshold: float = 0.95
     clear_run: int = 20
@@ -163,6 +164,7 @@ class AlertsConfig:
     _checks = {
         "threshold": _unit_interval,
         "critical_threshold": _unit_interval,
+        "instant_threshold": _unit_interval,
         "min_run": _positive,
         "clear_threshold": _unit_interval,
         "clear_run": _positive,
@@ -201,6 +203,8 @@ class Config:
             raise ConfigError("alerts.clear_threshold", "must be <= alerts.threshold (hysteresis)")
         if a.critical_threshold < a.threshold:
             raise ConfigError("alerts.critical_threshold", "must be >= alerts.threshold")
+        if a.instant_threshold < a.threshold:
+            raise ConfigError("alerts.instant_threshold", "must be >= alerts.threshold")
         k = self.kafka
         if k.heartbeat_interval_ms * 3 > k.session_timeout_ms:
             raise ConfigError(

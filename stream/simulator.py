@@ -21,15 +21,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import orjson
 
 __all__ = [
-    "SENSORS",
-    "FAULT_KINDS",
     "DEFAULT_FAULT_RATE",
+    "FAULT_KINDS",
+    "SENSORS",
     "Fault",
     "FaultSpec",
     "Reading",
@@ -123,7 +123,10 @@ class FaultSpec:
     magnitude: float | None = None
 
 
-class Reading(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One reading as sent: `record` is the telemetry value, with `ts` as ISO-8601 UTC."""
+
     machine_id: str
     index: int
     ts: float
@@ -302,7 +305,9 @@ class Simulator:
     def _fault_from_spec(self, spec: FaultSpec) -> Fault:
         if isinstance(spec.machine, int):
             if not 0 <= spec.machine < self.machines:
-                raise ValueError(f"fault machine index {spec.machine} is not in 0..{self.machines - 1}")
+                raise ValueError(
+                    f"fault machine index {spec.machine} is not in 0..{self.machines - 1}"
+                )
             m = spec.machine
         elif spec.machine in self.machine_ids:
             m = self.machine_ids.index(spec.machine)
@@ -315,7 +320,9 @@ class Simulator:
         if spec.start_index < 0 or spec.duration < 1:
             raise ValueError(f"fault needs start_index >= 0 and duration >= 1, got {spec}")
         magnitude = _TYPICAL_MAGNITUDE[spec.kind] if spec.magnitude is None else spec.magnitude
-        return self._make_fault(m, spec.sensor, spec.kind, spec.start_index, spec.duration, magnitude)
+        return self._make_fault(
+            m, spec.sensor, spec.kind, spec.start_index, spec.duration, magnitude
+        )
 
     def _make_fault(
         self, m: int, sensor: str, kind: str, start: int, duration: int, magnitude: float
@@ -355,7 +362,9 @@ class Simulator:
             self._add(self._make_fault(m, sensor, kind, start, duration, magnitude))
             # Gaps count from the fault's start so the rate holds for any fault length; faults
             # on one machine never overlap and keep `_SETTLE` readings apart.
-            self._next_random_start[m] = max(start + self._random_gap(m), start + duration + _SETTLE)
+            self._next_random_start[m] = max(
+                start + self._random_gap(m), start + duration + _SETTLE
+            )
 
     # ---------------------------------------------------------------- signal
 

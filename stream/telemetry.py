@@ -11,6 +11,7 @@ Every way a record can be unusable maps to one short reason code: it becomes the
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -75,11 +76,7 @@ class TelemetryDecoder:
         try:
             doc = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
-            try:
-                value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidRecord("bad_utf8", "value is not valid UTF-8") from None
-            raise InvalidRecord("bad_json", str(exc)) from None
+            doc = _lenient_json(value, exc)
         if not isinstance(doc, dict):
             raise InvalidRecord("bad_shape", f"expected a JSON object, got {type(doc).__name__}")
         return Reading(
@@ -103,6 +100,7 @@ class TelemetryDecoder:
         if raw is None:
             raise InvalidRecord("no_timestamp", f"'{self._ts_field}' missing")
         unit = self._unit
+        original = raw
         if isinstance(raw, str) and unit in ("auto", "iso"):
             try:
                 parsed = datetime.fromisoformat(raw)
@@ -115,7 +113,7 @@ class TelemetryDecoder:
                     parsed = parsed.replace(tzinfo=timezone.utc)
                 return parsed.timestamp()
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or unit == "iso":
-            raise InvalidRecord("bad_timestamp", f"unusable timestamp {str(raw)[:40]!r}")
+            raise InvalidRecord("bad_timestamp", f"unusable timestamp {str(original)[:40]!r}")
         seconds = float(raw)
         if unit == "ms" or (unit == "auto" and abs(seconds) >= _MS_CUTOFF):
             seconds /= 1000.0
@@ -140,6 +138,23 @@ class TelemetryDecoder:
                 raise InvalidRecord("bad_shape", "sensor name empty or too long")
             out[name] = number
         return out
+
+
+def _lenient_json(value: bytes, error: Exception) -> Any:
+    """Second look at what orjson refused, off the hot path, to give the precise reason.
+
+    Python's `json.dumps` writes NaN and Infinity literals, and 1e999 overflows to infinity:
+    such records are valid-looking JSON with non-finite values, which deserves `non_finite`
+    (raised later, by the sensor check), not `bad_json`.
+    """
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRecord("bad_utf8", "value is not valid UTF-8") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidRecord("bad_json", str(error)) from None
 
 
 def _number_or_none(text: str) -> float | None:

@@ -1,0 +1,31 @@
+"""Shared fixtures: one embedded Tansu broker per test session, unique topics per test.
+
+Set ANOMSTREAM_TEST_BOOTSTRAP=host:port to run the broker tests against an external Kafka.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from stream.broker import EmbeddedBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """Bootstrap servers of a real Kafka-protocol broker, up for the whole session."""
+    external = os.environ.get("ANOMSTREAM_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topic and group names."""
+    return uuid.uuid4().hex[:10]

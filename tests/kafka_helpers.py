@@ -1,0 +1,145 @@
+"""Test helpers around a real broker: produce, read a whole topic, run the service in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from stream.app import new_registry, serve
+from stream.config import Config, load_config
+from stream.pipeline import BatchOutput
+
+# Short group timings: Tansu completes a first join after about session_timeout / 2.
+FAST_GROUP = {"kafka.session_timeout_ms": 6000, "kafka.heartbeat_interval_ms": 1000}
+
+
+def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
+    """Config for one test: its own topics and group, a free HTTP port."""
+    base = {
+        "kafka.bootstrap_servers": bootstrap,
+        "kafka.input_topics": [f"telemetry-{unique}"],
+        "kafka.alert_topic": f"alerts-{unique}",
+        "kafka.dlq_topic": f"dlq-{unique}",
+        "kafka.group_id": f"group-{unique}",
+        "kafka.topic_partitions": 2,
+        "http.host": "127.0.0.1",
+        "http.port": 0,
+        **FAST_GROUP,
+    }
+    base.update(overrides)
+    return load_config(environ={}, overrides=base)
+
+
+def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    count = 0
+    for key, value in items:
+        producer.send(topic, key=key, value=value)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
+    """Every record currently in `topic`, in partition then offset order."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while not partitions and time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.2)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[Any] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@dataclass
+class RunningService:
+    config: Config
+    stop: threading.Event
+    thread: threading.Thread
+    outputs: list[BatchOutput] = field(default_factory=list)
+    port: int = 0
+    exit_code: int | None = None
+    error: BaseException | None = None
+
+    @property
+    def readings(self) -> int:
+        return sum(o.readings + len(o.dead_letters) for o in self.outputs)
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def wait_consumed(self, count: int, timeout: float = 60.0) -> None:
+        wait_until(lambda: self.readings >= count or self.error, timeout, what=f"{count} records")
+        if self.error:
+            raise self.error
+
+
+@contextmanager
+def running_service(config: Config) -> Iterator[RunningService]:
+    """`anomstream run` in a thread, stopped (and its exit checked) on leaving the block."""
+    stop = threading.Event()
+    listening = threading.Event()
+    handle = RunningService(config, stop, threading.Thread())
+
+    def on_listening(port: int) -> None:
+        handle.port = port
+        listening.set()
+
+    def target() -> None:
+        try:
+            handle.exit_code = serve(
+                config, stop=stop, registry=new_registry(),
+                on_output=handle.outputs.append, on_listening=on_listening,
+            )
+        except BaseException as exc:  # surfaced to the test by wait_consumed / on exit
+            handle.error = exc
+            listening.set()
+
+    handle.thread = threading.Thread(target=target, daemon=True)
+    handle.thread.start()
+    listening.wait(30)
+    try:
+        yield handle
+    finally:
+        stop.set()
+        handle.thread.join(30)
+    assert not handle.thread.is_alive(), "service did not stop within 30 s"
+    if handle.error:
+        raise handle.error
+    assert handle.exit_code == 0
