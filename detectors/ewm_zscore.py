@@ -95,7 +95,7 @@ class EWMZScore(AnomalyDetector):
         self,
         fast_alpha: float = 0.3,
         trend_beta: float = 0.05,
-        slow_alpha: float = 0.005,
+        slow_alpha: float = 0.003,
         var_alpha: float = 0.01,
         burst_alpha: float = 0.2,
         stuck_run: int = 8,
@@ -130,7 +130,7 @@ class EWMZScore(AnomalyDetector):
 
     def _learn_feature(self, s: _FeatureState, v: float) -> None:
         protect = self.protect_weight if s.n >= self.grace and self._z(s, v) >= self.protect_z else 1.0
-        if s.n * self.slow_alpha < 1.0:
+        if s.n * self.slow_alpha < 0.6:
             protect = 1.0  # the slow baseline is still forming: learn everything
         # Variances start with weight 1/n so the first readings set the scale quickly.
         s.n += 1
@@ -140,7 +140,9 @@ class EWMZScore(AnomalyDetector):
         dev = v - s.slow
         # The drift baseline's spread must span whole duty cycles, hence the slow weight.
         a_slow = max(self.slow_alpha, 1.0 / s.n) * protect
-        s.slow_var += a_slow * (dev * dev - s.slow_var)
+        # ... and adapts slower still than the baseline, so a drift does not widen it as fast
+        # as it moves it away.
+        s.slow_var += max(self.slow_alpha / 3.0, 1.0 / s.n) * protect * (dev * dev - s.slow_var)
         diff = v - s.last
         d2 = diff * diff
         s.dvar += a_var * (d2 - s.dvar)
@@ -167,7 +169,7 @@ class EWMZScore(AnomalyDetector):
     def _z(self, s: _FeatureState, v: float) -> float:
         z_resid = abs(v - s.fast - s.trend) / math.sqrt(s.resid_var + _TINY)
         # The drift baseline is trusted once it has seen ~1/slow_alpha readings.
-        z_drift = abs(v - s.slow) / math.sqrt(s.slow_var + _TINY) if s.n * self.slow_alpha >= 1.0 else 0.0
+        z_drift = abs(v - s.slow) / math.sqrt(s.slow_var + _TINY) if s.n * self.slow_alpha >= 0.6 else 0.0
         # Ratio of difference variances: ~1 normally; an F-like statistic, mapped to a z-scale
         # by its log with the spread of a ~10-reading short window.
         diff = v - s.last

@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.app import new_registry, serve
 from stream.config import Config, load_config
+from stream.kafka_io import ensure_topics
 from stream.pipeline import BatchOutput
 
 # Short group timings: Tansu completes a first join after about session_timeout / 2.
@@ -21,7 +22,11 @@ FAST_GROUP = {"kafka.session_timeout_ms": 6000, "kafka.heartbeat_interval_ms": 1
 
 
 def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
-    """Config for one test: its own topics and group, a free HTTP port."""
+    """Config for one test: its own topics (created now) and group, a free HTTP port.
+
+    Topics are created up front: a broker that auto-creates topics on first produce would
+    otherwise pick its own partition count.
+    """
     base = {
         "kafka.bootstrap_servers": bootstrap,
         "kafka.input_topics": [f"telemetry-{unique}"],
@@ -34,7 +39,10 @@ def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
         **FAST_GROUP,
     }
     base.update(overrides)
-    return load_config(environ={}, overrides=base)
+    config = load_config(environ={}, overrides=base)
+    k = config.kafka
+    ensure_topics(k, [*k.input_topics, k.alert_topic, k.dlq_topic])
+    return config
 
 
 def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
