@@ -29,12 +29,23 @@ MACHINE_WIDE = "*"  # the sensor part of an entity key in machine mode
 class Entity:
     """One model and how many readings it has learned."""
 
-    __slots__ = ("model", "learned", "detector")
+    __slots__ = ("model", "learned", "detector", "_fused")
 
     def __init__(self, model: AnomalyDetector, detector: str) -> None:
         self.model = model
         self.learned = 0
         self.detector = detector  # registry name, reported in alerts
+        # Detectors may offer `score_learn_one` (score, then learn, in one pass); any other River
+        # detector gets the two calls.
+        self._fused = getattr(model, "score_learn_one", None)
+
+    def score_learn(self, x: dict) -> float:
+        """Score `x` with what the model knew before it, then learn it."""
+        if self._fused is not None:
+            return float(self._fused(x))
+        score = float(self.model.score_one(x))
+        self.model.learn_one(x)
+        return score
 
 
 class TemplateRule:

@@ -120,16 +120,29 @@ class EWMZScore(AnomalyDetector):
         yield {"fast_alpha": 0.5, "trend_beta": 0.0, "stuck_run": 4, "grace": 5}
 
     def learn_one(self, x: dict) -> None:
+        self.score_learn_one(x)
+
+    def score_learn_one(self, x: dict) -> float:
+        """`score_one(x)` then `learn_one(x)` in one pass: the z-scores the score needs are the
+        ones learning needs (to protect the baseline), so the pipeline's hot path computes
+        them once. Same result as the two calls."""
+        worst = 0.0
         features = self._features
+        grace = self.grace
         for name, value in x.items():
+            v = float(value)
             state = features.get(name)
             if state is None:
-                features[name] = _FeatureState(float(value))
+                features[name] = _FeatureState(v)
                 continue
-            self._learn_feature(state, float(value))
+            z = self._z(state, v) if state.n >= grace else 0.0
+            if z > worst:
+                worst = z
+            self._learn_feature(state, v, z)
+        return math.erf(worst / _SQRT2)
 
-    def _learn_feature(self, s: _FeatureState, v: float) -> None:
-        protect = self.protect_weight if s.n >= self.grace and self._z(s, v) >= self.protect_z else 1.0
+    def _learn_feature(self, s: _FeatureState, v: float, z: float) -> None:
+        protect = self.protect_weight if z >= self.protect_z else 1.0
         if s.n * self.slow_alpha < 0.6:
             protect = 1.0  # the slow baseline is still forming: learn everything
         # Variances start with weight 1/n so the first readings set the scale quickly.

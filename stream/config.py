@@ -83,6 +83,7 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 1000
     max_poll_records: int = 2000
     poll_timeout_ms: int = 200
+    fetch_max_wait_ms: int = 100
     create_topics: bool = True
     topic_partitions: int = 3
     producer_linger_ms: int = 5
@@ -99,6 +100,7 @@ class KafkaConfig:
         "heartbeat_interval_ms": _positive,
         "max_poll_records": _positive,
         "poll_timeout_ms": _non_negative,
+        "fetch_max_wait_ms": _non_negative,
         "topic_partitions": _positive,
         "producer_linger_ms": _non_negative,
         "security_protocol": _one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),

@@ -49,6 +49,7 @@ def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer
         session_timeout_ms=config.session_timeout_ms,
         heartbeat_interval_ms=config.heartbeat_interval_ms,
         max_poll_records=config.max_poll_records,
+        fetch_max_wait_ms=config.fetch_max_wait_ms,
         # Output produced inside a transaction (exactly-once mode) is only seen once committed.
         isolation_level="read_committed",
     )

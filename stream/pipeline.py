@@ -116,8 +116,11 @@ class Pipeline:
         if self._machine_mode:
             entity = get(machine, MACHINE_WIDE)
             warm = entity.learned >= warmup
-            score = float(entity.model.score_one(reading.sensors)) if warm else 0.0
-            entity.model.learn_one(reading.sensors)
+            if warm:
+                score = entity.score_learn(reading.sensors)
+            else:
+                score = 0.0
+                entity.model.learn_one(reading.sensors)
             entity.learned += 1
             self._scored += warm
             return score, {name: score for name in reading.sensors}, warm
@@ -127,11 +130,12 @@ class Pipeline:
             entity = get(machine, sensor)
             x = {"value": value}
             if entity.learned >= warmup:
-                s = float(entity.model.score_one(x))
+                s = entity.score_learn(x)
                 sensor_scores[sensor] = s
                 if s > best:
                     best = s
-            entity.model.learn_one(x)
+            else:
+                entity.model.learn_one(x)
             entity.learned += 1
         self._scored += len(sensor_scores)
         # A machine alerts only on sensors past warm-up; it is "warm" once any sensor is.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import orjson
+import pytest
 from fakes import FakeClock, FakeRecord, records_from, validate_alert
 from prometheus_client import CollectorRegistry
 
@@ -24,11 +25,13 @@ def _process(pipeline: Pipeline, records: list[FakeRecord], batch: int = 500) ->
     return [pipeline.process(records[i : i + batch]) for i in range(0, len(records), batch)]
 
 
-def test_level_shift_fires_once_on_the_right_sensor_and_resolves() -> None:
+@pytest.mark.parametrize("detector", ["default", "ewm-zscore"])
+def test_level_shift_fires_once_on_the_right_sensor_and_resolves(detector: str) -> None:
     sim = Simulator(machines=3, seed=3, start_time=1_700_000_000.0, faults=[
-        FaultSpec(machine="lathe-02", sensor="temp_c", kind="level_shift", start_index=600, duration=80),
+        FaultSpec(machine="lathe-02", sensor="temp_c", kind="level_shift", start_index=600, duration=80,
+                  magnitude=5.0),
     ])
-    pipeline, registry = _pipeline()
+    pipeline, registry = _pipeline(**{"detector.name": detector})
     outputs = _process(pipeline, records_from(sim.readings(3 * 1200)))
     alerts = [validate_alert(m.value) for o in outputs for m in o.alerts]
     assert [(a["machine_id"], a["status"]) for a in alerts] == [("lathe-02", "firing"), ("lathe-02", "resolved")]
