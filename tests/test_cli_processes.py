@@ -70,6 +70,7 @@ def test_help_lists_every_command() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.broker
 def test_demo_runs_on_its_embedded_broker_and_prints_alerts() -> None:
     started = time.monotonic()
     result = subprocess.run(
