@@ -1,42 +1,58 @@
-"""Per-entity models: created on first sight from a config template, capped in number.
+"""Per-machine state: one model per sensor (created on first sight) and the alert-policy state.
 
-An entity is a (machine, sensor) pair in `sensor` mode, or (machine, "*") in `machine` mode.
-Its detector comes from the first `[[detector.templates]]` entry whose shell-style `machine` and
-`sensor` patterns match, else from `[detector]` itself. Each entity gets its own seed (CRC-32 of
-its key), so randomised detectors differ between sensors yet replay identically.
+The unit of state is the machine: all its sensor models and its policy state are read together
+by every reading, checkpointed together (one changelog record per machine) and move together
+when the machine's partition moves to another instance.
 
-The store is an insertion-ordered dict used as an LRU: a hit moves the entity to the end, and
-past `max_entities` the least recently seen entity is dropped (counted by the caller).
+An entity's detector comes from the first `[[detector.templates]]` entry whose shell-style
+`machine` and `sensor` patterns match, else from `[detector]`. Each entity gets its own seed
+(CRC-32 of machine and sensor), so randomised detectors differ between sensors yet replay
+identically.
+
+Memory is bounded: past `max_entities` live sensor models, or for machines unseen for
+`idle_ttl` seconds, the least recently seen machines are evicted. With a `codec` (signed
+serialization), an evicted machine's state is kept as signed bytes and restored on its next
+reading, so eviction costs a few hundred bytes per machine instead of its live models; without
+one, eviction forgets.
 """
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 from river.base import AnomalyDetector
 
+from detectors.policy import PolicyState
 from detectors.registry import build_detector
 
-__all__ = ["Entity", "ModelStore", "TemplateRule", "MACHINE_WIDE"]
+__all__ = ["Entity", "MachineState", "ModelStore", "TemplateRule", "Codec", "MACHINE_WIDE"]
 
-MACHINE_WIDE = "*"  # the sensor part of an entity key in machine mode
+MACHINE_WIDE = "*"  # the sensor key of the single model in `machine` entity mode
+log = logging.getLogger(__name__)
+
+
+class Codec(Protocol):
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
 
 
 class Entity:
-    """One model and how many readings it has learned."""
+    """One sensor's model and how many readings it has learned."""
 
     __slots__ = ("model", "learned", "detector", "_fused")
 
-    def __init__(self, model: AnomalyDetector, detector: str) -> None:
+    def __init__(self, model: AnomalyDetector, detector: str, learned: int = 0) -> None:
         self.model = model
-        self.learned = 0
+        self.learned = learned
         self.detector = detector  # registry name, reported in alerts
-        # Detectors may offer `score_learn_one` (score, then learn, in one pass); any other River
-        # detector gets the two calls.
+        # Detectors may offer `score_learn_one` (score, then learn, in one pass); any other
+        # River detector gets the two calls.
         self._fused = getattr(model, "score_learn_one", None)
 
     def score_learn(self, x: dict) -> float:
@@ -46,6 +62,46 @@ class Entity:
         score = float(self.model.score_one(x))
         self.model.learn_one(x)
         return score
+
+    def __getstate__(self) -> tuple:
+        return (self.model, self.detector, self.learned)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.__init__(*state)  # type: ignore[misc]
+
+
+class MachineState:
+    """Everything anomstream remembers about one machine."""
+
+    __slots__ = ("entities", "policy", "readings", "topic", "offset", "partition", "last_seen", "dirty")
+
+    def __init__(self) -> None:
+        self.entities: dict[str, Entity] = {}
+        self.policy = PolicyState()
+        self.readings = 0  # readings this state includes, over the machine's whole history
+        # Input position of the last reading included: a replay after a crash skips readings
+        # at or before it, so state is never learned twice.
+        self.topic = ""
+        self.offset = -1
+        self.partition = -1  # input partition its readings arrive on; its changelog partition
+        self.last_seen = 0.0
+        self.dirty = False  # changed since its last checkpoint
+
+    def covers(self, topic: str, offset: int) -> bool:
+        """True if the reading at `topic`/`offset` is already part of this state."""
+        return offset <= self.offset and topic == self.topic
+
+    def include(self, topic: str, offset: int) -> None:
+        self.topic, self.offset = topic, offset
+        self.readings += 1
+        self.dirty = True
+
+    def __getstate__(self) -> tuple:
+        return (self.entities, self.policy, self.readings, self.topic, self.offset)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.entities, self.policy, self.readings, self.topic, self.offset = state
+        self.partition, self.last_seen, self.dirty = -1, 0.0, False
 
 
 class TemplateRule:
@@ -64,7 +120,7 @@ class TemplateRule:
 
 
 class ModelStore:
-    """Lazily created, LRU-capped detector models keyed by (machine, sensor)."""
+    """Live machines in LRU order, evicted machines as signed bytes, and the changelog interface."""
 
     def __init__(
         self,
@@ -72,17 +128,21 @@ class ModelStore:
         default: TemplateRule,
         rules: Sequence[TemplateRule] = (),
         max_entities: int = 100_000,
-        on_evict: Callable[[tuple[str, str], Entity], None] | None = None,
+        idle_ttl: float = 0.0,
+        codec: Codec | None = None,
         factory: Callable[[str, Mapping[str, Any], int], AnomalyDetector] | None = None,
     ) -> None:
         self.default = default
         self.rules = tuple(rules)
         self.max_entities = max_entities
-        self.on_evict = on_evict
+        self.idle_ttl = idle_ttl
+        self.codec = codec
         self._factory = factory or (lambda name, params, seed: build_detector(name, params, seed=seed))
-        self._entities: OrderedDict[tuple[str, str], Entity] = OrderedDict()
-        self.created = 0
-        self.evicted = 0
+        self._live: OrderedDict[str, MachineState] = OrderedDict()
+        self._cold: dict[str, tuple[int, bytes]] = {}  # machine -> (partition, signed state)
+        self._unwritten: set[str] = set()  # cold machines whose bytes are newer than the changelog
+        self._entity_count = 0
+        self.created = self.evicted = self.restored = self.rejected = 0
 
     @classmethod
     def from_config(cls, detector_config: Any, **kwargs: Any) -> ModelStore:
@@ -95,33 +155,44 @@ class ModelStore:
         return store
 
     def __len__(self) -> int:
-        return len(self._entities)
+        """Live sensor models."""
+        return self._entity_count
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._entities
+    @property
+    def machines(self) -> int:
+        return len(self._live)
 
     def items(self) -> list[tuple[tuple[str, str], Entity]]:
-        return list(self._entities.items())
+        return [((m, s), e) for m, st in self._live.items() for s, e in st.entities.items()]
 
     def peek(self, machine: str, sensor: str) -> Entity | None:
-        """The entity if present, without creating it or touching its recency."""
-        return self._entities.get((machine, sensor))
+        """The entity if live, without creating it or touching its recency."""
+        state = self._live.get(machine)
+        return state.entities.get(sensor) if state is not None else None
 
-    def get(self, machine: str, sensor: str) -> Entity:
-        """The entity's model, created on first sight; marks it most recently seen."""
-        key = (machine, sensor)
-        entities = self._entities
-        entity = entities.get(key)
-        if entity is not None:
-            entities.move_to_end(key)
-            return entity
-        entity = self._create(machine, sensor)
-        entities[key] = entity
-        if len(entities) > self.max_entities:
-            old_key, old = entities.popitem(last=False)
-            self.evicted += 1
-            if self.on_evict is not None:
-                self.on_evict(old_key, old)
+    # ------------------------------------------------------------------ the hot path
+
+    def machine(self, machine: str, partition: int, now: float) -> MachineState:
+        """The machine's state: live, restored from its signed bytes, or new."""
+        live = self._live
+        state = live.get(machine)
+        if state is None:
+            state = self._thaw(machine) or MachineState()
+            live[machine] = state
+            self._entity_count += len(state.entities)
+        else:
+            live.move_to_end(machine)
+        state.partition = partition
+        state.last_seen = now
+        return state
+
+    def entity(self, state: MachineState, machine: str, sensor: str) -> Entity:
+        entity = state.entities.get(sensor)
+        if entity is None:
+            entity = state.entities[sensor] = self._create(machine, sensor)
+            self._entity_count += 1
+            if self._entity_count > self.max_entities:
+                self._evict_lru(keep=machine)
         return entity
 
     def _create(self, machine: str, sensor: str) -> Entity:
@@ -129,3 +200,85 @@ class ModelStore:
         seed = zlib.crc32(f"{machine}\x1f{sensor}".encode("utf-8"))
         self.created += 1
         return Entity(self._factory(rule.detector, rule.params, seed), rule.detector)
+
+    # ------------------------------------------------------------------ eviction
+
+    def evict_idle(self, now: float) -> int:
+        """Evict machines unseen for `idle_ttl` seconds (oldest first); returns how many."""
+        if self.idle_ttl <= 0:
+            return 0
+        count = 0
+        while self._live:
+            machine, state = next(iter(self._live.items()))
+            if now - state.last_seen < self.idle_ttl:
+                break
+            self._evict(machine)
+            count += 1
+        return count
+
+    def _evict_lru(self, keep: str) -> None:
+        while self._entity_count > self.max_entities and len(self._live) > 1:
+            machine = next(iter(self._live))
+            if machine == keep:  # never the machine being scored right now
+                self._live.move_to_end(machine)
+                continue
+            self._evict(machine)
+
+    def _evict(self, machine: str) -> None:
+        state = self._live.pop(machine)
+        self._entity_count -= len(state.entities)
+        self.evicted += 1
+        if self.codec is not None:
+            self._cold[machine] = (state.partition, self.codec.dumps(state))
+            if state.dirty:
+                self._unwritten.add(machine)
+
+    def _thaw(self, machine: str) -> MachineState | None:
+        cold = self._cold.pop(machine, None)
+        if cold is None or self.codec is None:
+            return None
+        self._unwritten.discard(machine)
+        try:
+            state = self.codec.loads(cold[1])
+        except Exception as exc:  # StateRejected, or a model class that no longer unpickles
+            self.rejected += 1
+            log.warning("state of machine %r rejected (%s): starting fresh", machine, exc)
+            return None
+        self.restored += 1
+        return state
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def take_changes(self, partitions: Iterable[int] | None = None) -> list[tuple[str, int, bytes]]:
+        """Signed state of every machine changed since its last checkpoint, as
+        (machine, partition, bytes); marks them clean. `partitions` limits the selection."""
+        assert self.codec is not None, "checkpoints need a codec"
+        wanted = None if partitions is None else set(partitions)
+        out = []
+        for machine, state in self._live.items():
+            if state.dirty and (wanted is None or state.partition in wanted):
+                out.append((machine, state.partition, self.codec.dumps(state)))
+                state.dirty = False
+        for machine in list(self._unwritten):
+            partition, data = self._cold[machine]
+            if wanted is None or partition in wanted:
+                out.append((machine, partition, data))
+                self._unwritten.discard(machine)
+        return out
+
+    def install(self, machine: str, partition: int, data: bytes) -> None:
+        """Restore: a machine's signed state from the changelog, thawed on its next reading."""
+        if machine in self._live:
+            return  # already live here: in memory is at least as new as the changelog
+        self._cold[machine] = (partition, data)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget machines of partitions this instance no longer owns (already checkpointed)."""
+        gone = set(partitions)
+        dropped = [m for m, st in self._live.items() if st.partition in gone]
+        for machine in dropped:
+            self._entity_count -= len(self._live.pop(machine).entities)
+        for machine in [m for m, (p, _) in self._cold.items() if p in gone]:
+            del self._cold[machine]
+            self._unwritten.discard(machine)
+        return len(dropped)

@@ -56,6 +56,7 @@ class OutgoingMessage:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    partition: int | None = None  # None: the producer's partitioner (by key)
 
 
 def build_alert(

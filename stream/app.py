@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from stream.broker import wait_for_kafka
+from stream.checkpoint import Checkpointer, changelog_reader
 from stream.config import Config
 from stream.http import Health, HttpServer
 from stream.kafka_io import ensure_topics, make_consumer, make_producer
@@ -48,6 +50,13 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _transactional_id(config: Config) -> str | None:
+    """Stable per instance, so a restarted instance fences its crashed predecessor."""
+    if not config.state.exactly_once:
+        return None
+    return f"anomstream-{config.kafka.group_id}-{config.service.instance or socket.gethostname()}"
+
+
 def serve(
     config: Config,
     *,
@@ -67,16 +76,27 @@ def serve(
     try:
         kafka = config.kafka
         wait_for_kafka(kafka.bootstrap_servers, timeout=60)
+        state = config.state
         if kafka.create_topics:
             ensure_topics(kafka, [*kafka.input_topics, kafka.alert_topic, kafka.dlq_topic])
+            if state.enabled:
+                ensure_topics(kafka, [state.changelog_topic], compacted=[state.changelog_topic])
         pipeline = Pipeline(config, metrics=metrics)
+        producer = make_producer(kafka, transactional_id=_transactional_id(config))
+        checkpointer = None
+        if state.enabled:
+            checkpointer = Checkpointer(
+                config, store=pipeline.models, producer=producer, metrics=metrics,
+                reader_factory=changelog_reader(config),
+            )
         service = Service(
             config,
             consumer_factory=lambda listener: make_consumer(kafka, listener=listener),
-            producer=make_producer(kafka),
+            producer=producer,
             pipeline=pipeline,
             metrics=metrics,
             health=health,
+            checkpointer=checkpointer,
             on_output=on_output,
         )
         log.info(

@@ -33,6 +33,7 @@ __all__ = [
     "DetectorConfig",
     "DetectorTemplate",
     "AlertsConfig",
+    "StateConfig",
     "HttpConfig",
     "ServiceConfig",
     "load_config",
@@ -175,6 +176,28 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Durable per-machine state: signed checkpoints on a compacted changelog topic."""
+
+    enabled: bool = True
+    changelog_topic: str = "anomstream.state"
+    # Secrets stay out of repr() and logs.
+    signing_key: str = field(default="", repr=False)
+    previous_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    checkpoint_interval_seconds: float = 5.0
+    checkpoint_readings: int = 50000
+    exactly_once: bool = False
+    idle_ttl_seconds: float = 0.0
+
+    _checks = {
+        "changelog_topic": _non_empty,
+        "checkpoint_interval_seconds": _positive,
+        "checkpoint_readings": _positive,
+        "idle_ttl_seconds": _non_negative,
+    }
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     host: str = "0.0.0.0"
     port: int = 9464
@@ -196,6 +219,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
@@ -214,6 +238,20 @@ class Config:
             )
         if k.alert_topic in k.input_topics or k.dlq_topic in k.input_topics:
             raise ConfigError("kafka.input_topics", "must not contain the alert or dead-letter topic")
+        st = self.state
+        if st.enabled:
+            if not st.signing_key:
+                raise ConfigError(
+                    "state.signing_key",
+                    "required when state.enabled is true: set ANOMSTREAM_STATE__SIGNING_KEY "
+                    "(a random secret of 16+ characters) or state.enabled = false",
+                )
+            if min(map(len, (st.signing_key, *st.previous_signing_keys))) < 16:
+                raise ConfigError("state.signing_key", "keys must be at least 16 characters")
+            if st.changelog_topic in k.input_topics:
+                raise ConfigError("state.changelog_topic", "must not be an input topic")
+        elif st.exactly_once:
+            raise ConfigError("state.exactly_once", "needs state.enabled = true")
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         """Return a copy with dotted keys (`kafka.group_id`) replaced, validated again."""

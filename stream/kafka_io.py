@@ -25,13 +25,15 @@ __all__ = [
     "ensure_topics",
     "publish",
     "commit_offsets",
+    "as_commit_offsets",
     "partition_lag",
+    "common_client_config",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def _common(config: KafkaConfig) -> dict[str, Any]:
+def common_client_config(config: KafkaConfig) -> dict[str, Any]:
     return {
         "bootstrap_servers": config.bootstrap_servers.split(","),
         "client_id": config.client_id,
@@ -42,7 +44,7 @@ def _common(config: KafkaConfig) -> dict[str, Any]:
 def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer:
     """A group consumer subscribed to the input topics; offsets are committed by us, never auto."""
     consumer = KafkaConsumer(
-        **_common(config),
+        **common_client_config(config),
         group_id=config.group_id,
         enable_auto_commit=False,
         auto_offset_reset=config.auto_offset_reset,
@@ -57,21 +59,33 @@ def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer
     return consumer
 
 
-def make_producer(config: KafkaConfig) -> KafkaProducer:
-    """An idempotent, acks=all producer: retries never duplicate, acks mean durable."""
-    return KafkaProducer(
-        **_common(config),
+def make_producer(config: KafkaConfig, *, transactional_id: str | None = None) -> KafkaProducer:
+    """An idempotent, acks=all producer: retries never duplicate, acks mean durable.
+
+    With `transactional_id`, a transactional producer (exactly-once mode), initialised: a
+    previous incarnation with the same id is fenced off and its open transaction aborted.
+    """
+    producer = KafkaProducer(
+        **common_client_config(config),
         acks="all",
         enable_idempotence=True,
         linger_ms=config.producer_linger_ms,
         retries=5,
+        transactional_id=transactional_id,
     )
+    if transactional_id is not None:
+        producer.init_transactions()
+    return producer
 
 
-def ensure_topics(config: KafkaConfig, topics: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+def ensure_topics(
+    config: KafkaConfig, topics: Iterable[str], *, compacted: Iterable[str] = ()
+) -> list[str]:
+    """Create the topics that do not exist yet (`compacted` ones with cleanup.policy=compact);
+    return the names created."""
+    compacted = set(compacted)
     try:
-        admin = KafkaAdminClient(**_common(config), request_timeout_ms=10000)
+        admin = KafkaAdminClient(**common_client_config(config), request_timeout_ms=10000)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
     try:
@@ -80,7 +94,14 @@ def ensure_topics(config: KafkaConfig, topics: Iterable[str]) -> list[str]:
         if missing:
             try:
                 admin.create_topics(
-                    [NewTopic(t, config.topic_partitions, 1) for t in missing], timeout_ms=10000
+                    [
+                        NewTopic(
+                            t, config.topic_partitions, 1,
+                            topic_configs={"cleanup.policy": "compact"} if t in compacted else None,
+                        )
+                        for t in missing
+                    ],
+                    timeout_ms=10000,
                 )
             except TopicAlreadyExistsError:
                 pass  # another instance won the race
@@ -90,25 +111,37 @@ def ensure_topics(config: KafkaConfig, topics: Iterable[str]) -> list[str]:
         admin.close()
 
 
-def publish(producer: KafkaProducer, messages: Sequence[OutgoingMessage], timeout: float = 30.0) -> None:
-    """Send `messages` and wait until the broker acknowledged every one, else `DeliveryError`."""
+def publish(
+    producer: KafkaProducer,
+    messages: Sequence[OutgoingMessage],
+    *,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> None:
+    """Send `messages`; with `wait`, block until the broker acknowledged every one, else raise
+    `DeliveryError`. Without (inside a transaction), the transaction's commit is the check."""
     if not messages:
         return
     futures = [
-        producer.send(m.topic, key=m.key, value=m.value, headers=m.headers) for m in messages
+        producer.send(m.topic, key=m.key, value=m.value, headers=m.headers, partition=m.partition)
+        for m in messages
     ]
+    if not wait:
+        return
     producer.flush(timeout=timeout)
     failed = [f.exception for f in futures if not f.succeeded()]
     if failed:
         raise DeliveryError(f"{len(failed)} of {len(futures)} messages not acknowledged: {failed[0]!r}")
 
 
+def as_commit_offsets(offsets: dict[tuple[str, int], int]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+
 def commit_offsets(consumer: KafkaConsumer, offsets: dict[tuple[str, int], int]) -> None:
     """Commit next-offsets per (topic, partition), synchronously."""
     if offsets:
-        consumer.commit(
-            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
-        )
+        consumer.commit(as_commit_offsets(offsets))
 
 
 def partition_lag(consumer: KafkaConsumer) -> dict[TopicPartition, int]:

@@ -143,6 +143,40 @@ class Metrics:
         self.models_evicted = Counter(
             p + "models_evicted", "Per-entity models evicted by the entity cap", registry=r
         )
+        self.state_restored = Counter(
+            p + "state_restored", "Machines whose state was restored from a checkpoint", registry=r
+        )
+        self.state_rejected = Counter(
+            p + "state_rejected",
+            "Checkpointed machine states that failed signature verification (never unpickled)",
+            registry=r,
+        )
+        self.checkpoints = Counter(p + "checkpoints", "Checkpoints written", registry=r)
+        self.checkpoint_records = Counter(
+            p + "checkpoint_records", "Machine states written to the changelog", registry=r
+        )
+        self.checkpoint_bytes = Counter(
+            p + "checkpoint_bytes", "Bytes of signed state written to the changelog", registry=r
+        )
+        self.checkpoint_duration = Histogram(
+            p + "checkpoint_duration_seconds",
+            "Time to serialize, write and acknowledge one checkpoint",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.last_checkpoint_timestamp = Gauge(
+            p + "last_checkpoint_timestamp_seconds", "Unix time of the last checkpoint", registry=r
+        )
+        self.restore_duration = Histogram(
+            p + "restore_duration_seconds",
+            "Time to restore the state of newly assigned partitions from the changelog",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.restore_records = Counter(
+            p + "restore_records", "Changelog records read while restoring", registry=r
+        )
+        self.restoring = Gauge(p + "restoring", "1 while restoring state (not ready)", registry=r)
         self.commits = Counter(p + "offset_commits", "Successful offset commits", registry=r)
         self.delivery_failures = Counter(
             p + "delivery_failures",
@@ -156,6 +190,19 @@ class Metrics:
         )
         self.build_info = Info(p + "build", "anomstream build information", registry=r)
         self.build_info.info(_build_labels())
+        self._initialise_label_values()
+
+    def _initialise_label_values(self) -> None:
+        """Create every known label combination at 0, so rate()/increase() see the first event."""
+        from stream.telemetry import REASONS
+
+        for reason in REASONS:
+            self.readings_rejected.labels(reason)
+        for severity in ("warning", "critical"):
+            for status in ("firing", "resolved"):
+                self.alerts.labels(severity, status)
+        for kind in ("alert_or_dlq", "checkpoint"):
+            self.delivery_failures.labels(kind)
 
 
 def _build_labels() -> dict[str, str]:

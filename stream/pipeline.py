@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from detectors.entities import MACHINE_WIDE, ModelStore
-from detectors.policy import AlertPolicy, PolicyState, Transition
+from detectors.entities import MACHINE_WIDE, MachineState, ModelStore
+from detectors.policy import AlertPolicy, Transition
 from stream import __version__
 from stream.alerts import AlertSource, OutgoingMessage, build_alert
 from stream.config import Config
 from stream.errors import InvalidRecord
 from stream.metrics import Metrics
+from stream.state_codec import codec_from_config
 from stream.telemetry import Reading, TelemetryDecoder
 
 __all__ = ["Pipeline", "BatchOutput", "RecordLike", "DLQ_REASON_HEADER"]
@@ -47,7 +48,8 @@ class BatchOutput:
     dead_letters: list[OutgoingMessage] = field(default_factory=list)
     # (topic, partition) -> next offset to consume, i.e. the offset to commit
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
-    readings: int = 0
+    readings: int = 0  # valid readings scored or learned
+    skipped: int = 0  # valid readings already included in restored state
 
 
 class Pipeline:
@@ -65,9 +67,10 @@ class Pipeline:
         self.metrics = metrics
         self.clock = clock
         self.decoder = TelemetryDecoder(config.telemetry)
-        self.models = models if models is not None else ModelStore.from_config(config.detector)
+        self.models = models if models is not None else ModelStore.from_config(
+            config.detector, idle_ttl=config.state.idle_ttl_seconds, codec=codec_from_config(config.state)
+        )
         self.policy = AlertPolicy.from_config(config.alerts)
-        self.policy_states: dict[str, PolicyState] = {}
         self._machine_mode = config.detector.entity == "machine"
         self._warmup = config.detector.warmup
         self._scored = 0  # sensor values scored so far (after warm-up)
@@ -81,8 +84,8 @@ class Pipeline:
         latencies: list[float] = []
         scores: list[float] = []
         consumed: dict[str, int] = {}
-        scored_before = self._scored
-        created_before, evicted_before = self.models.created, self.models.evicted
+        models = self.models
+        before = (self._scored, models.created, models.evicted, models.restored, models.rejected)
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
             out.offsets[(record.topic, record.partition)] = record.offset + 1
@@ -91,43 +94,46 @@ class Pipeline:
             except InvalidRecord as exc:
                 out.dead_letters.append(self._dead_letter(record, exc))
                 continue
+            state = models.machine(reading.machine, record.partition, now)
+            if state.covers(record.topic, record.offset):
+                out.skipped += 1  # replayed after a crash; its checkpoint already includes it
+                continue
+            state.include(record.topic, record.offset)
             out.readings += 1
             latencies.append(now - record.timestamp / 1000.0)
-            score, sensor_scores, warm = self._score_and_learn(reading)
+            score, sensor_scores, warm = self._score_and_learn(state, reading)
             if not warm:
                 continue
             scores.append(score)
-            transition = self.policy.step(
-                self._policy_state(reading.machine), score, reading.event_time, sensor_scores
-            )
+            transition = self.policy.step(state.policy, score, reading.event_time, sensor_scores)
             if transition is not None:
                 out.alerts.append(self._alert(transition, reading, record, now))
-        self._record_metrics(out, consumed, latencies, scores, started)
-        self.metrics.readings_scored.inc(self._scored - scored_before)
-        self.metrics.models_created.inc(self.models.created - created_before)
-        self.metrics.models_evicted.inc(self.models.evicted - evicted_before)
+        models.evict_idle(now)
+        self._record_metrics(out, consumed, latencies, scores, started, before)
         return out
 
-    def _score_and_learn(self, reading: Reading) -> tuple[float, dict[str, float], bool]:
-        """Score every sensor before learning it. `warm` is False while any model warms up."""
-        get = self.models.get
+    def _score_and_learn(
+        self, state: MachineState, reading: Reading
+    ) -> tuple[float, dict[str, float], bool]:
+        """Score every sensor before learning it. `warm` is False while every model warms up."""
         warmup = self._warmup
         machine = reading.machine
+        entity_of = self.models.entity
         if self._machine_mode:
-            entity = get(machine, MACHINE_WIDE)
+            entity = entity_of(state, machine, MACHINE_WIDE)
             warm = entity.learned >= warmup
             if warm:
                 score = entity.score_learn(reading.sensors)
+                self._scored += 1
             else:
                 score = 0.0
                 entity.model.learn_one(reading.sensors)
             entity.learned += 1
-            self._scored += warm
             return score, {name: score for name in reading.sensors}, warm
         sensor_scores: dict[str, float] = {}
         best = 0.0
         for sensor, value in reading.sensors.items():
-            entity = get(machine, sensor)
+            entity = entity_of(state, machine, sensor)
             x = {"value": value}
             if entity.learned >= warmup:
                 s = entity.score_learn(x)
@@ -140,12 +146,6 @@ class Pipeline:
         self._scored += len(sensor_scores)
         # A machine alerts only on sensors past warm-up; it is "warm" once any sensor is.
         return best, sensor_scores, bool(sensor_scores)
-
-    def _policy_state(self, machine: str) -> PolicyState:
-        state = self.policy_states.get(machine)
-        if state is None:
-            state = self.policy_states[machine] = PolicyState()
-        return state
 
     def _alert(
         self, transition: Transition, reading: Reading, record: RecordLike, now: float
@@ -195,8 +195,16 @@ class Pipeline:
         latencies: list[float],
         scores: list[float],
         started: float,
+        before: tuple[int, int, int, int, int],
     ) -> None:
         m = self.metrics
+        models = self.models
+        scored, created, evicted, restored, rejected = before
+        m.readings_scored.inc(self._scored - scored)
+        m.models_created.inc(models.created - created)
+        m.models_evicted.inc(models.evicted - evicted)
+        m.state_restored.inc(models.restored - restored)
+        m.state_rejected.inc(models.rejected - rejected)
         for topic, count in consumed.items():
             m.readings_consumed.labels(topic).inc(count)
         m.end_to_end_latency.observe_many(latencies)
@@ -207,4 +215,4 @@ class Pipeline:
 
     def snapshot(self) -> dict[str, Any]:
         """Counts for logs and tests."""
-        return {"models": len(self.models), "machines": len(self.policy_states)}
+        return {"models": len(self.models), "machines": self.models.machines}

@@ -13,6 +13,10 @@ import pytest
 
 from stream.broker import EmbeddedBroker
 
+# Checkpoint signing key for every process the tests start (state is on by default and needs one).
+TEST_SIGNING_KEY = "anomstream-test-signing-key"
+os.environ.setdefault("ANOMSTREAM_STATE__SIGNING_KEY", TEST_SIGNING_KEY)
+
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import urllib.request
@@ -16,6 +17,8 @@ from stream.app import new_registry, serve
 from stream.config import Config, load_config
 from stream.kafka_io import ensure_topics
 from stream.pipeline import BatchOutput
+
+TEST_SIGNING_KEY = "anomstream-test-signing-key"
 
 # Short group timings: Tansu completes a first join after about session_timeout / 2.
 FAST_GROUP = {"kafka.session_timeout_ms": 6000, "kafka.heartbeat_interval_ms": 1000}
@@ -36,12 +39,17 @@ def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
         "kafka.topic_partitions": 2,
         "http.host": "127.0.0.1",
         "http.port": 0,
+        "state.signing_key": TEST_SIGNING_KEY,
+        "state.changelog_topic": f"state-{unique}",
+        # ANOMSTREAM_TEST_DETECTOR runs the broker suite against another registered detector.
+        "detector.name": os.environ.get("ANOMSTREAM_TEST_DETECTOR", "default"),
         **FAST_GROUP,
     }
     base.update(overrides)
     config = load_config(environ={}, overrides=base)
     k = config.kafka
     ensure_topics(k, [*k.input_topics, k.alert_topic, k.dlq_topic])
+    ensure_topics(k, [config.state.changelog_topic], compacted=[config.state.changelog_topic])
     return config
 
 

@@ -6,8 +6,11 @@ from stream.config import Config, load_config
 from stream.errors import ConfigError
 
 
+KEY = {"ANOMSTREAM_STATE__SIGNING_KEY": "k" * 16}
+
+
 def test_defaults_load_and_validate() -> None:
-    config = load_config(environ={})
+    config = load_config(environ=KEY)
     assert isinstance(config, Config)
     assert config.kafka.input_topics == ("telemetry",)
     assert config.detector.name == "default"
@@ -18,7 +21,7 @@ def test_file_env_and_overrides_layer_in_order(tmp_path) -> None:
     path.write_text('[kafka]\ngroup_id = "from-file"\ntopic_partitions = 4\n')
     config = load_config(
         path,
-        environ={"ANOMSTREAM_KAFKA__TOPIC_PARTITIONS": "6", "ANOMSTREAM_KAFKA__INPUT_TOPICS": "a, b"},
+        environ={"ANOMSTREAM_KAFKA__TOPIC_PARTITIONS": "6", "ANOMSTREAM_KAFKA__INPUT_TOPICS": "a, b", **KEY},
         overrides={"kafka.group_id": "from-flag", "http.port": None},
     )
     assert config.kafka.group_id == "from-flag"
@@ -47,7 +50,7 @@ def test_bad_config_names_the_key(tmp_path, text: str, key: str, fragment: str) 
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ={})
+        load_config(path, environ=KEY)
     assert info.value.key == key
     assert fragment in str(info.value)
 
@@ -64,8 +67,20 @@ def test_unknown_env_key_is_rejected() -> None:
 
 def test_templates_parse() -> None:
     config = load_config(
-        environ={},
+        environ=KEY,
         overrides={"detector.templates": [{"name": "hst", "machine": "press-*", "params": {"n_trees": 5}}]},
     )
     (template,) = config.detector.templates
     assert template.name == "hst" and template.sensor == "*" and template.params == {"n_trees": 5}
+
+
+def test_state_needs_a_signing_key_that_stays_secret() -> None:
+    with pytest.raises(ConfigError, match="ANOMSTREAM_STATE__SIGNING_KEY") as info:
+        load_config(environ={})
+    assert info.value.key == "state.signing_key"
+    with pytest.raises(ConfigError, match="at least 16"):
+        load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY": "short"})
+    secret = "a-very-secret-signing-key"
+    config = load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY": secret})
+    assert secret not in repr(config)
+    assert load_config(environ={"ANOMSTREAM_STATE__ENABLED": "false"}).state.enabled is False

@@ -9,6 +9,8 @@ import pytest
 from fakes import FakeClock, FakeRecord, records_from, validate_alert
 from prometheus_client import CollectorRegistry
 
+from kafka_helpers import TEST_SIGNING_KEY
+
 from stream.config import load_config
 from stream.metrics import Metrics
 from stream.pipeline import DLQ_REASON_HEADER, Pipeline
@@ -17,7 +19,7 @@ from stream.simulator import FaultSpec, Simulator
 
 def _pipeline(**overrides: object) -> tuple[Pipeline, CollectorRegistry]:
     registry = CollectorRegistry()
-    config = load_config(environ={}, overrides=overrides)
+    config = load_config(environ={}, overrides={"state.signing_key": TEST_SIGNING_KEY, **overrides})
     return Pipeline(config, metrics=Metrics(registry), clock=FakeClock()), registry
 
 

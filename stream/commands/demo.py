@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 import threading
 from collections.abc import Iterator
@@ -94,6 +96,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 "kafka.session_timeout_ms": 6000,
                 "http.host": "127.0.0.1",
                 "http.port": _port_or_free(args.metrics_port),
+                # The embedded broker forgets everything when the demo ends: a throwaway key.
+                "state.signing_key": os.environ.get("ANOMSTREAM_STATE__SIGNING_KEY") or secrets.token_hex(16),
             },
         )
         simulator = Simulator(

@@ -46,6 +46,9 @@ def _config(args: argparse.Namespace) -> int:
     if args.config is None:
         print(default_config_text(), end="")
         return 0
-    effective = config_from_args(args)
-    print(json.dumps(dataclasses.asdict(effective), indent=2, default=list))
+    effective = dataclasses.asdict(config_from_args(args))
+    state = effective["state"]  # secrets are validated, never printed
+    state["signing_key"] = "<set>" if state["signing_key"] else ""
+    state["previous_signing_keys"] = ["<set>"] * len(state["previous_signing_keys"])
+    print(json.dumps(effective, indent=2, default=list))
     return 0
