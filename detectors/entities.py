@@ -180,6 +180,8 @@ class ModelStore:
             state = self._thaw(machine) or MachineState()
             live[machine] = state
             self._entity_count += len(state.entities)
+            if self._entity_count > self.max_entities:
+                self._evict_lru(keep=machine)
         else:
             live.move_to_end(machine)
         state.partition = partition

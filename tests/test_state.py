@@ -1,0 +1,116 @@
+"""Signed state, eviction and restore, replay skipping: pure logic, no broker."""
+
+from __future__ import annotations
+
+import pickle
+
+import orjson
+import pytest
+from fakes import FakeClock, FakeRecord
+from kafka_helpers import TEST_SIGNING_KEY
+from prometheus_client import CollectorRegistry
+
+from detectors.entities import ModelStore, TemplateRule
+from stream.config import load_config
+from stream.metrics import Metrics
+from stream.pipeline import Pipeline
+from stream.state_codec import StateCodec, StateRejected
+
+
+class _Bomb:
+    """Unpickling this would create a file: proof that rejected bytes are never unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (self.path, "w"))
+
+
+def test_codec_round_trip_and_rotation() -> None:
+    old = StateCodec("old-key-0123456789")
+    new = StateCodec("new-key-0123456789", previous_keys=["old-key-0123456789"])
+    data = old.dumps({"a": [1, 2.5]})
+    assert new.loads(data) == {"a": [1, 2.5]}  # old checkpoints still load during rotation
+    with pytest.raises(StateRejected):
+        old.loads(new.dumps("signed with the new key only"))
+    assert "key" not in repr(new).lower().replace("key(s)", "")
+
+
+@pytest.mark.parametrize("tamper", ["flip_body", "flip_tag", "truncate", "foreign_pickle", "empty"])
+def test_tampered_state_is_rejected_without_unpickling(tmp_path, tamper: str) -> None:
+    codec = StateCodec(TEST_SIGNING_KEY)
+    marker = tmp_path / "pwned"
+    good = codec.dumps({"model": 1})
+    evil_body = pickle.dumps(_Bomb(str(marker)))
+    data = {
+        "flip_body": good[:-1] + bytes([good[-1] ^ 1]),
+        "flip_tag": good[:5] + bytes([good[5] ^ 1]) + good[6:],
+        "truncate": good[:20],
+        "foreign_pickle": good[:33] + evil_body,  # valid header and old tag, attacker's body
+        "empty": b"",
+    }[tamper]
+    with pytest.raises(StateRejected):
+        codec.loads(data)
+    assert not marker.exists()
+
+
+def _store(codec: StateCodec | None, **kwargs: object) -> ModelStore:
+    return ModelStore(default=TemplateRule("*", "*", "ewm-zscore", {}), codec=codec, **kwargs)
+
+
+def test_only_changed_machines_are_checkpointed() -> None:
+    store = _store(StateCodec(TEST_SIGNING_KEY))
+    for machine, partition in (("a", 0), ("b", 1)):
+        state = store.machine(machine, partition, now=0.0)
+        store.entity(state, machine, "temp").model.learn_one({"value": 1.0})
+        state.include("t", 0)
+    assert sorted((m, p) for m, p, _ in store.take_changes()) == [("a", 0), ("b", 1)]
+    assert store.take_changes() == []  # nothing changed since
+    store.machine("a", 0, now=1.0).include("t", 1)
+    assert [(m, p) for m, p, _ in store.take_changes(partitions=[1])] == []
+    assert [m for m, _, _ in store.take_changes(partitions=[0])] == ["a"]
+
+
+def test_cap_and_ttl_evict_to_signed_bytes_and_restore_on_next_reading() -> None:
+    store = _store(StateCodec(TEST_SIGNING_KEY), max_entities=4, idle_ttl=10.0)
+    for i, machine in enumerate(["m1", "m2", "m3"]):
+        state = store.machine(machine, 0, now=float(i))
+        for sensor in ("x", "y"):
+            entity = store.entity(state, machine, sensor)
+            entity.learned = 7
+        state.include("t", i)
+    assert len(store) == 4 and store.machines == 2 and store.evicted == 1  # m1 went over the cap
+    restored = store.machine("m1", 0, now=5.0)
+    assert store.restored == 1 and restored.entities["x"].learned == 7 and restored.readings == 1
+    # m1 coming back went over the cap again: m2 (least recently seen) made room
+    assert store.evicted == 2 and store.machines == 2
+    assert store.evict_idle(now=12.5) == 1  # m3 (seen at t=2) idle for > 10 s; m1 (t=5) stays
+    assert store.machines == 1 and store.evicted == 3
+
+
+def test_rejected_state_starts_fresh_and_is_counted() -> None:
+    store = _store(StateCodec(TEST_SIGNING_KEY))
+    store.install("m1", 0, StateCodec("another-key-0123456789").dumps("whatever"))
+    state = store.machine("m1", 0, now=0.0)
+    assert state.entities == {} and store.rejected == 1 and store.restored == 0
+
+
+def _record(offset: int, value: float) -> FakeRecord:
+    body = orjson.dumps({"machine_id": "m1", "ts": 1.7e9 + offset, "sensors": {"x": value}})
+    return FakeRecord("telemetry", 0, offset, 0, b"m1", body)
+
+
+def test_replayed_readings_covered_by_restored_state_are_skipped() -> None:
+    config = load_config(environ={}, overrides={"state.signing_key": TEST_SIGNING_KEY, "detector.warmup": 0})
+    first = Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=FakeClock())
+    first.process([_record(i, float(i % 5)) for i in range(50)])
+    checkpoint = first.models.take_changes()
+    second = Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=FakeClock())
+    for machine, partition, data in checkpoint:
+        second.models.install(machine, partition, data)
+    out = second.process([_record(i, float(i % 5)) for i in range(40, 60)])  # replay 40..49, new 50..59
+    assert (out.skipped, out.readings) == (10, 10)
+    state = second.models.machine("m1", 0, now=0.0)
+    assert state.readings == 60 and state.entities["x"].learned == 60
+    assert out.offsets == {("telemetry", 0): 60}
