@@ -65,6 +65,8 @@ class Checkpointer:
         """Send the changed machines' state; with `wait`, block until acknowledged."""
         started = time.perf_counter()
         changes = self.store.take_changes(partitions)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("checkpoint: %s", ", ".join(f"{m}@p{p}" for m, p, _ in changes))
         messages = [
             OutgoingMessage(self.topic, machine.encode("utf-8"), data, [], partition)
             for machine, partition, data in changes
@@ -99,13 +101,18 @@ class Checkpointer:
             end = reader.end_offsets(tps)
             latest: dict[str, tuple[int, bytes]] = {}
             count = 0
-            while any(reader.position(tp) < end[tp] for tp in tps):
-                for tp, batch in reader.poll(timeout_ms=500).items():
+            # Read to the end offset AND until a poll comes back empty: some brokers (Tansu 0.6)
+            # report the end offset as the last batch's base offset + 1, i.e. too early.
+            while True:
+                polled = reader.poll(timeout_ms=200)
+                for tp, batch in polled.items():
                     for record in batch:
-                        if record.offset >= end[tp] or record.key is None or record.value is None:
+                        if record.key is None or record.value is None:
                             continue
                         latest[record.key.decode("utf-8")] = (tp.partition, record.value)
                         count += 1
+                if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
+                    break
         finally:
             reader.close()
         for machine, (partition, data) in latest.items():

@@ -12,6 +12,7 @@ collected in arrays and handed to the metrics once per batch.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from stream.telemetry import Reading, TelemetryDecoder
 __all__ = ["Pipeline", "BatchOutput", "RecordLike", "DLQ_REASON_HEADER"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
+log = logging.getLogger(__name__)
 
 
 class RecordLike(Protocol):
@@ -97,6 +99,9 @@ class Pipeline:
             state = models.machine(reading.machine, record.partition, now)
             if state.covers(record.topic, record.offset):
                 out.skipped += 1  # replayed after a crash; its checkpoint already includes it
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
+                              record.partition, record.offset, state.readings, state.offset)
                 continue
             state.include(record.topic, record.offset)
             out.readings += 1

@@ -41,16 +41,30 @@ LAG_INTERVAL = 2.0  # seconds between consumer-lag refreshes (each asks the clie
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Forwards rebalance callbacks to the service.
+
+    kafka-python logs and swallows exceptions raised in these callbacks; a failed checkpoint at
+    revocation must not be forgotten (later commits would skip its state), so the error is kept
+    and re-raised by the loop right after `poll` returns.
+    """
+
     def __init__(self, service: Service) -> None:
         self.service = service
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("partitions revoked: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in revoked))
-        self.service.on_revoked(revoked)
+        self._guard(self.service.on_revoked, revoked)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
-        self.service.on_assigned(assigned)
+        self._guard(self.service.on_assigned, assigned)
+
+    def _guard(self, callback: Callable[[Any], None], partitions: Any) -> None:
+        try:
+            callback(partitions)
+        except BaseException as exc:
+            self.service.fatal = exc
+            raise
 
 
 class Service:
@@ -80,6 +94,7 @@ class Service:
         self._pending: dict[tuple[str, int], int] = {}  # offsets processed, not yet committed
         self._owned: set[int] = set()  # input partition numbers this instance holds state for
         self._restoring = False
+        self.fatal: BaseException | None = None  # raised in a rebalance callback
         self._last_contact = 0.0
         self._next_lag = 0.0
         self.consumer = consumer_factory(_Rebalance(self))
@@ -92,6 +107,8 @@ class Service:
             while not stop.is_set():
                 self.health.beat()
                 polled = self.consumer.poll(timeout_ms=kafka.poll_timeout_ms, max_records=kafka.max_poll_records)
+                if self.fatal is not None:
+                    raise self.fatal
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     self.process(records)

@@ -64,9 +64,11 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byte
     return count
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
+def read_topic(
+    bootstrap: str, topic: str, timeout: float = 10.0, isolation_level: str = "read_uncommitted"
+) -> list[Any]:
     """Every record currently in `topic`, in partition then offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level)
     try:
         deadline = time.monotonic() + timeout
         partitions = None
@@ -81,9 +83,14 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
         consumer.seek_to_beginning(*tps)
         end = consumer.end_offsets(tps)
         records: list[Any] = []
-        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
+        # Until the end offset is reached and a poll is empty: Tansu 0.6 reports end offsets
+        # short by (last batch size - 1).
+        while time.monotonic() < deadline:
+            polled = consumer.poll(timeout_ms=300)
+            for batch in polled.values():
                 records.extend(batch)
+            if not polled and all(consumer.position(tp) >= end[tp] for tp in tps):
+                break
         return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()

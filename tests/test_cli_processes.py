@@ -5,28 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 from kafka_helpers import produce, service_config, wait_until
+from process_helpers import ANOMSTREAM, committed
 
 from stream.broker import free_port
 from stream.simulator import Simulator
-
-ANOMSTREAM = [sys.executable, "-m", "stream.cli"]
-
-
-def _committed(bootstrap: str, group: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        offsets = admin.list_group_offsets(group).get(group, {})
-        return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-    finally:
-        admin.close()
-
 
 @pytest.mark.broker
 def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka_broker: str, unique: str) -> None:
@@ -43,7 +30,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka_broker: str, un
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_until(lambda: _committed(kafka_broker, config.kafka.group_id) >= sent, 60, what="all offsets committed")
+        wait_until(lambda: committed(kafka_broker, config.kafka.group_id) >= sent, 60, what="all offsets committed")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -52,7 +39,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka_broker: str, un
             process.wait()
     assert process.returncode == 0, output
     assert "SIGTERM received" in output and "stopped cleanly" in output
-    assert _committed(kafka_broker, config.kafka.group_id) == sent
+    assert committed(kafka_broker, config.kafka.group_id) == sent
 
 
 def test_bad_config_fails_fast_naming_the_key(tmp_path) -> None:
