@@ -3,8 +3,8 @@
 Commit discipline (at-least-once, see README "Delivery guarantee"): the offsets of a batch are
 committed only after (1) every alert and dead letter produced from it was acknowledged and (2)
 with state enabled, a checkpoint that includes its readings was acknowledged. Offsets therefore
-advance at checkpoints (every `state.checkpoint_interval_seconds` / `checkpoint_readings`), at
-partition revocation, and at shutdown. If the broker does not acknowledge, the loop stops with
+advance at checkpoints (every `state.checkpoint_interval_seconds` / `checkpoint_readings`) and at
+shutdown; at partition revocation the state is checkpointed (see `on_revoked`). If the broker does not acknowledge, the loop stops with
 `DeliveryError` without committing; after a restart the uncommitted tail is processed again from
 the restored state, which reproduces the same alerts with the same ids.
 
@@ -63,6 +63,7 @@ class _Rebalance(ConsumerRebalanceListener):
         try:
             callback(partitions)
         except BaseException as exc:
+            log.exception("rebalance callback failed; stopping after this poll")
             self.service.fatal = exc
             raise
 
@@ -138,11 +139,17 @@ class Service:
             self.on_output(out)
         return out
 
-    def checkpoint(self) -> None:
-        """Make processed state durable, then commit the offsets it covers."""
+    def checkpoint(self, *, commit: bool = True) -> None:
+        """Make processed state durable, then (with `commit`) commit the offsets it covers."""
         if self.checkpointer is not None:
             self._begin()
             self.checkpointer.write(wait=not self.transactional)
+        if not commit:
+            if self._in_transaction:
+                self.producer.commit_transaction()
+                self._in_transaction = False
+            self._pending.clear()  # replays of these are skipped: the state records its offsets
+            return
         if self.transactional:
             if self._in_transaction:
                 if self._pending:
@@ -167,9 +174,13 @@ class Service:
     # ------------------------------------------------------------------ rebalancing
 
     def on_revoked(self, revoked: Any) -> None:
-        # Eager rebalancing revokes everything: make it all durable and committed before any
-        # partition (and its state) is handed to another instance.
-        self.checkpoint()
+        # Eager rebalancing revokes everything: make all state durable before any partition is
+        # handed to another instance. Offsets are not committed here: kafka-python 3 runs this
+        # callback on its IO thread, where a blocking commit is refused. The next owner restores
+        # state that records each machine's last offset and skips the readings it replays, so
+        # nothing is lost, learned twice or alerted twice; it only re-reads them.
+        if self.checkpointer is not None:
+            self.checkpoint(commit=False)
         for tp in revoked:
             try:
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))

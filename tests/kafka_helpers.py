@@ -64,6 +64,13 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byte
     return count
 
 
+def produce_sim(bootstrap: str, topic: str, sim: Any, count: int) -> int:
+    """Produce `count` simulator readings, keyed by machine."""
+    import orjson
+
+    return produce(bootstrap, topic, ((r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)))
+
+
 def read_topic(
     bootstrap: str, topic: str, timeout: float = 10.0, isolation_level: str = "read_uncommitted"
 ) -> list[Any]:

@@ -9,7 +9,7 @@ from datetime import datetime
 import orjson
 import pytest
 from fakes import validate_alert
-from kafka_helpers import produce, read_topic, running_service, service_config
+from kafka_helpers import produce, produce_sim, read_topic, running_service, service_config
 
 from stream.pipeline import DLQ_REASON_HEADER
 from stream.simulator import FaultSpec, Simulator
@@ -34,16 +34,10 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def _send_simulated(bootstrap: str, topic: str, sim: Simulator, count: int) -> int:
-    return produce(
-        bootstrap, topic, ((r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count))
-    )
-
-
 def test_injected_faults_fire_on_the_right_sensor_and_resolve(kafka_broker: str, unique: str) -> None:
     config = service_config(kafka_broker, unique)
     sim = Simulator(machines=5, seed=11, faults=[spec for spec, _ in FAULTS])
-    sent = _send_simulated(kafka_broker, config.kafka.input_topics[0], sim, 5 * PER_MACHINE)
+    sent = produce_sim(kafka_broker, config.kafka.input_topics[0], sim, 5 * PER_MACHINE)
     with running_service(config) as service:
         service.wait_consumed(sent)
     records = read_topic(kafka_broker, config.kafka.alert_topic)
@@ -78,7 +72,7 @@ FALSE_ALERT_BUDGET = CLEAN_READINGS // 10_000
 def test_clean_stream_stays_within_the_false_alert_budget(kafka_broker: str, unique: str) -> None:
     config = service_config(kafka_broker, unique)
     sim = Simulator(machines=5, seed=5, fault_rate=0)
-    sent = _send_simulated(kafka_broker, config.kafka.input_topics[0], sim, CLEAN_READINGS)
+    sent = produce_sim(kafka_broker, config.kafka.input_topics[0], sim, CLEAN_READINGS)
     with running_service(config) as service:
         service.wait_consumed(sent, timeout=120)
     firing = [a for a in map(validate_alert, (r.value for r in read_topic(kafka_broker, config.kafka.alert_topic)))
@@ -151,13 +145,13 @@ def test_restart_resumes_from_committed_offsets_without_realerting(kafka_broker:
     sim = Simulator(machines=2, seed=9, faults=[
         FaultSpec("press-01", "temp_c", "spike", start_index=300, duration=2, magnitude=7.0),
     ])
-    first = _send_simulated(kafka_broker, topic, sim, 2 * 500)
+    first = produce_sim(kafka_broker, topic, sim, 2 * 500)
     with running_service(config) as service:
         service.wait_consumed(first)
     after_first = [validate_alert(r.value) for r in read_topic(kafka_broker, config.kafka.alert_topic)]
     assert [a["status"] for a in after_first] == ["firing", "resolved"]
 
-    second = _send_simulated(kafka_broker, topic, sim, 2 * 300)
+    second = produce_sim(kafka_broker, topic, sim, 2 * 300)
     with running_service(config) as service:
         service.wait_consumed(second)
         # Only the new records: the committed ones were not read again.

@@ -3,6 +3,7 @@ tampered checkpoints."""
 
 from __future__ import annotations
 
+import pickle
 import random
 import threading
 import time
@@ -12,7 +13,7 @@ import orjson
 import pytest
 from fakes import FakeClock, validate_alert
 from kafka import KafkaProducer
-from kafka_helpers import TEST_SIGNING_KEY, read_topic, service_config, wait_until
+from kafka_helpers import TEST_SIGNING_KEY, produce_sim, read_topic, running_service, service_config, wait_until
 from process_helpers import ServiceProcess, committed
 from prometheus_client import CollectorRegistry
 
@@ -139,3 +140,57 @@ def test_exactly_once_mode_never_duplicates_an_alert(kafka_broker: str, unique: 
     keys = [(a["alert_id"], a["status"]) for a in alerts]
     assert len(keys) == len(set(keys)), "a read_committed consumer saw an alert twice"
     _check_state_and_alerts(config, sim, alerts)
+
+
+def _assigned(service: ServiceProcess) -> float:
+    return service.sample("anomstream_partitions_assigned", default=-1)
+
+
+def test_scale_out_moves_partitions_and_state_and_back(kafka_broker: str, unique: str) -> None:
+    config = _crash_config(kafka_broker, unique)
+    sim, items = _stream(config, seed=23)
+    with ServiceProcess(config, **STATE_ENV) as a, ServiceProcess(config, **STATE_ENV) as b:
+        wait_until(lambda: _assigned(a) == 1 and _assigned(b) == 1, 60, what="one partition each")
+        producer = _produce_paced(kafka_broker, config.kafka.input_topics[0], items, seconds=25)
+        time.sleep(6)  # before the first injected fault (reading 500 of 1500, ~8 s in)
+        a.kill()
+        wait_until(lambda: _assigned(b) == 2, 60, what="b takes over a's partition")
+        assert b.sample("anomstream_restore_records_total") > 0  # a's machines came with their state
+        a_again = ServiceProcess(config, **STATE_ENV).start()
+        try:
+            wait_until(lambda: _assigned(a_again) == 1 and _assigned(b) == 1, 60, what="rebalance back")
+            producer.join()
+            wait_until(lambda: committed(kafka_broker, config.kafka.group_id) >= len(items), 120,
+                       what="everything processed")
+            assert a_again.stop() == 0 and b.stop() == 0
+        finally:
+            a_again.kill()
+    alerts = [validate_alert(r.value) for r in read_topic(kafka_broker, config.kafka.alert_topic)]
+    _check_state_and_alerts(config, sim, alerts)
+
+
+def test_tampered_checkpoint_is_rejected_not_unpickled(kafka_broker: str, unique: str, tmp_path) -> None:
+    config = service_config(kafka_broker, unique)
+    marker = tmp_path / "unpickled"
+
+    class Bomb:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(marker), "w"))
+
+    genuine = StateCodec(TEST_SIGNING_KEY).dumps("placeholder")
+    forged = genuine[:33] + pickle.dumps(Bomb())  # a real tag, a body the key never signed
+    foreign = StateCodec("somebody-elses-key-000").dumps("state")
+    producer = KafkaProducer(bootstrap_servers=kafka_broker)
+    for partition in (0, 1):
+        producer.send(config.state.changelog_topic, key=b"press-01", value=forged, partition=partition)
+        producer.send(config.state.changelog_topic, key=b"lathe-02", value=foreign, partition=partition)
+    producer.flush()
+    producer.close()
+    sim = Simulator(machines=2, seed=4, fault_rate=0)
+    sent = produce_sim(kafka_broker, config.kafka.input_topics[0], sim, 400)
+    with running_service(config) as service:
+        service.wait_consumed(sent)
+        status, metrics = service.http_get("/metrics")
+    assert not marker.exists()
+    assert "anomstream_state_rejected_total 2.0" in metrics
+    assert {m: s.readings for m, s in _final_states(config).items()} == {"press-01": 200, "lathe-02": 200}

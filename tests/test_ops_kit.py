@@ -1,0 +1,752 @@
+"""The operations kit, checked with the real tools: promtool, amtool, Alertmanager, the Compose
+specification's JSON schema, and anomstream's own metric definitions.
+
+Live checks against a running anomstream are in test_ops_live.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from ops_helpers import (
+    ALERTMANAGER_YML,
+    COMPOSE_YML,
+    CONFIG,
+    DASHBOARD_JSON,
+    PROMETHEUS_YML,
+    REPO,
+    RULE_TESTS_DIR,
+    RULES_DIR,
+    alerting_rules,
+    dashboard_expressions,
+    exported_sample_names,
+    free_port,
+    http_json,
+    load_yaml,
+    metric_names_in,
+    recording_rule_names,
+    require_tool,
+    rule_expressions,
+    run_tool,
+    stop_process,
+    wait_until,
+)
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from stream.cli import build_parser
+from stream.metrics import Metrics
+from stream.options import config_from_args
+from stream.telemetry import REASONS
+
+COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+OPERATIONS_DOC = REPO / "docs" / "operations.md"
+SEVERITIES = {"critical", "warning"}
+COMPONENTS = {"anomstream", "machine"}
+
+
+def _output(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+# ===================================================================== Prometheus: promtool
+def test_promtool_check_config() -> None:
+    promtool = require_tool("promtool")
+    proc = run_tool([promtool, "check", "config", str(PROMETHEUS_YML)])
+    assert proc.returncode == 0, _output(proc)
+    # The config's rule_files glob must pick the rules up, not match nothing.
+    assert re.search(r"SUCCESS: [1-9]\d* rule files found", proc.stdout + proc.stderr), _output(
+        proc
+    )
+
+
+def test_promtool_check_rules() -> None:
+    promtool = require_tool("promtool")
+    files = sorted(RULES_DIR.glob("*.yml"))
+    assert files
+    proc = run_tool([promtool, "check", "rules", *map(str, files)])
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_promtool_rule_unit_tests_pass() -> None:
+    promtool = require_tool("promtool")
+    files = sorted(RULE_TESTS_DIR.glob("*.yml"))
+    assert files
+    proc = run_tool([promtool, "test", "rules", *map(str, files)], cwd=RULE_TESTS_DIR)
+    assert proc.returncode == 0, _output(proc)
+    assert "SUCCESS" in proc.stdout, _output(proc)
+
+
+def test_every_alerting_rule_has_firing_and_not_firing_unit_tests() -> None:
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for path in RULE_TESTS_DIR.glob("*.yml"):
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alerting_rules()}
+    assert names - fires == set(), "alerting rules with no firing test case"
+    assert names - quiet == set(), "alerting rules with no not-firing test case"
+
+
+def test_every_recording_rule_is_unit_tested_and_used_by_the_dashboard() -> None:
+    tested = set()
+    for path in RULE_TESTS_DIR.glob("*.yml"):
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("promql_expr_test", []):
+                if check.get("exp_samples"):
+                    tested |= metric_names_in(check["expr"])
+    used = set().union(*(metric_names_in(e) for e in dashboard_expressions()))
+    assert recording_rule_names() - tested == set(), "recording rules without a promql_expr_test"
+    assert recording_rule_names() - used == set(), "recording rules no dashboard panel uses"
+
+
+def test_alerting_rules_follow_conventions() -> None:
+    doc = OPERATIONS_DOC.read_text(encoding="utf-8")
+    anchors = {_slug(h) for h in re.findall(r"^#+\s+(.+?)\s*$", doc, flags=re.MULTILINE)}
+    rules = alerting_rules()
+    assert len({r["alert"] for r in rules}) == len(rules), "duplicate alert names"
+    for rule in rules:
+        name = rule["alert"]
+        assert rule.get("for"), f"{name}: no `for`"
+        assert rule["labels"].get("severity") in SEVERITIES, name
+        assert rule["labels"].get("component") in COMPONENTS, name
+        annotations = rule["annotations"]
+        for key in ("summary", "description", "runbook"):
+            assert annotations.get(key, "").strip(), f"{name}: no {key} annotation"
+        # The runbook hint points at the section of docs/operations.md about this alert.
+        anchor = name.lower()
+        assert f"docs/operations.md#{anchor}" in annotations["runbook"], name
+        assert anchor in anchors, f"docs/operations.md has no section '{name}'"
+
+
+def test_machine_alerts_carry_the_machine_label() -> None:
+    for rule in alerting_rules():
+        if rule["labels"]["component"] == "machine":
+            assert "machine" in re.sub(r"\s+", " ", rule["expr"]).split("by (")[1].split(")")[0]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+# ================================================================== Alertmanager: amtool & co
+def test_amtool_check_config() -> None:
+    amtool = require_tool("amtool")
+    proc = run_tool([amtool, "check-config", str(ALERTMANAGER_YML)])
+    assert proc.returncode == 0, _output(proc)
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (
+            {"component": "machine", "severity": "critical", "machine": "press-07"},
+            "maintenance-page",
+        ),
+        (
+            {"component": "machine", "severity": "warning", "machine": "press-07"},
+            "maintenance-ticket",
+        ),
+        ({"component": "anomstream", "severity": "critical"}, "oncall-page"),
+        ({"component": "anomstream", "severity": "warning"}, "oncall-chat"),
+        ({"alertname": "SomethingElse"}, "default"),
+    ],
+)
+def test_alertmanager_routes_by_component_and_severity(
+    labels: dict[str, str], receiver: str
+) -> None:
+    amtool = require_tool("amtool")
+    proc = run_tool(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_YML}",
+            f"--verify.receivers={receiver}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ]
+    )
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_every_alerting_rule_reaches_a_real_receiver() -> None:
+    """No rule of ours may fall through to the catch-all `default` route."""
+    amtool = require_tool("amtool")
+    for rule in alerting_rules():
+        labels = {"alertname": rule["alert"], **rule["labels"]}
+        proc = run_tool(
+            [
+                amtool,
+                "config",
+                "routes",
+                "test",
+                f"--config.file={ALERTMANAGER_YML}",
+                *(f"{k}={v}" for k, v in labels.items()),
+            ]
+        )
+        assert proc.returncode == 0, _output(proc)
+        assert proc.stdout.strip() not in ("", "default"), f"{rule['alert']} -> {proc.stdout}"
+
+
+def test_alertmanager_groups_machine_alerts_by_machine() -> None:
+    config = load_yaml(ALERTMANAGER_YML)
+    assert "machine" in config["route"]["group_by"]
+    machine_routes = [
+        r for r in config["route"]["routes"] if 'component="machine"' in r.get("matchers", [])
+    ]
+    assert machine_routes and "machine" in machine_routes[0]["group_by"]
+    assert any(r.get("webhook_configs") for r in config["receivers"])
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Any:
+    """A real Alertmanager with the shipped config, on a free loopback port."""
+    binary = require_tool("alertmanager")
+    port = free_port()
+    with open(tmp_path / "alertmanager.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={ALERTMANAGER_YML}",
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_json(f"{url}/api/v2/status"), 30, what="alertmanager")
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def _post_alerts(url: str, alerts: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        f"{url}/api/v2/alerts",
+        data=json.dumps(alerts).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_alertmanager_inhibits_machine_alerts_of_a_down_instance(alertmanager: str) -> None:
+    """AnomstreamDown on an instance mutes that instance's machine alerts, not other instances';
+    a critical machine alert mutes the warning of the same machine."""
+
+    def alert(**labels: str) -> dict[str, Any]:
+        return {"labels": {"job": "anomstream", **labels}, "annotations": {"summary": "test"}}
+
+    _post_alerts(
+        alertmanager,
+        [
+            alert(
+                alertname="AnomstreamDown",
+                severity="critical",
+                component="anomstream",
+                instance="as-1:9464",
+            ),
+            alert(
+                alertname="MachineAnomalyCritical",
+                severity="critical",
+                component="machine",
+                instance="as-1:9464",
+                machine="press-07",
+            ),
+            alert(
+                alertname="AnomstreamConsumerLagGrowing",
+                severity="warning",
+                component="anomstream",
+                instance="as-1:9464",
+                topic="telemetry",
+            ),
+            alert(
+                alertname="MachineAnomalyCritical",
+                severity="critical",
+                component="machine",
+                instance="as-2:9464",
+                machine="lathe-02",
+            ),
+            alert(
+                alertname="MachineAnomalyWarning",
+                severity="warning",
+                component="machine",
+                instance="as-2:9464",
+                machine="lathe-02",
+            ),
+            alert(
+                alertname="MachineAnomalyWarning",
+                severity="warning",
+                component="machine",
+                instance="as-2:9464",
+                machine="mill-03",
+            ),
+        ],
+    )
+
+    def states() -> dict[tuple[str, str], str] | None:
+        got = http_json(f"{alertmanager}/api/v2/alerts")
+        result = {
+            (a["labels"]["alertname"], a["labels"].get("machine") or a["labels"]["instance"]): a[
+                "status"
+            ]["state"]
+            for a in got
+        }
+        return result if len(result) == 6 else None
+
+    expected = {
+        ("AnomstreamDown", "as-1:9464"): "active",
+        ("MachineAnomalyCritical", "press-07"): "suppressed",
+        ("AnomstreamConsumerLagGrowing", "as-1:9464"): "suppressed",
+        ("MachineAnomalyCritical", "lathe-02"): "active",
+        ("MachineAnomalyWarning", "lathe-02"): "suppressed",
+        ("MachineAnomalyWarning", "mill-03"): "active",
+    }
+    # Inhibition is applied as alerts are read; give the inhibitor a moment to see its sources.
+    wait_until(lambda: states() == expected, 15, what=f"alert states {expected}")
+
+
+def test_example_webhook_receiver_logs_each_alert(tmp_path: Path) -> None:
+    """config/alertmanager/alert_sink.py takes Alertmanager's webhook payload, one line per alert."""
+    port = free_port()
+    log_path = tmp_path / "alert-sink.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(CONFIG / "alertmanager" / "alert_sink.py"), str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        payload = {
+            "version": "4",
+            "status": "firing",
+            "receiver": "maintenance-page",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {
+                        "alertname": "MachineAnomalyCritical",
+                        "severity": "critical",
+                        "machine": "press-07",
+                        "instance": "as-1:9464",
+                    },
+                    "annotations": {"summary": "Machine press-07: critical anomaly"},
+                }
+            ],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/maintenance-page",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+
+        def post() -> bool:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status == 200
+
+        wait_until(post, 20, what="alert sink answering")
+        wait_until(lambda: "press-07" in log_path.read_text(), 10, what="alert logged")
+    finally:
+        stop_process(proc)
+    line = log_path.read_text().strip().splitlines()[0]
+    assert line == (
+        "maintenance-page: firing MachineAnomalyCritical severity=critical machine=press-07 "
+        "instance=as-1:9464: Machine press-07: critical anomaly"
+    )
+
+
+# =============================================================================== metric names
+def _known_sample_names() -> set[str]:
+    """What anomstream's /metrics can contain: its own Metrics plus prometheus_client's default
+    collectors, built on a fresh registry exactly as the service builds them."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    # `up` is written by Prometheus itself for every target.
+    return exported_sample_names(registry.collect()) | {"up"}
+
+
+def test_metric_name_extraction() -> None:
+    assert metric_names_in(
+        'histogram_quantile(0.99, sum by (le, job) (rate(a_bucket{x="y"}[5m]))) > 0.5'
+    ) == {"a_bucket"}
+    assert metric_names_in("time() - b unless on (instance) c offset 5m") == {"b", "c"}
+    assert metric_names_in('label_values(d{instance=~"$instance"}, machine)') == {"d"}
+    assert metric_names_in("sum(rate(e[$__rate_interval])) or vector(0)") == {"e"}
+
+
+def test_rules_use_only_metrics_anomstream_exports() -> None:
+    known = _known_sample_names() | recording_rule_names()
+    used = set().union(*(metric_names_in(e) for e in rule_expressions()))
+    assert used, "no metric names found in the rules"
+    assert used - known == set()
+
+
+def test_dashboard_uses_only_metrics_anomstream_exports() -> None:
+    known = _known_sample_names() | recording_rule_names()
+    used = set().union(*(metric_names_in(e) for e in dashboard_expressions()))
+    assert used, "no metric names found in the dashboard"
+    assert used - known == set()
+
+
+def test_rules_and_dashboard_cover_the_main_metrics() -> None:
+    used = set().union(*(metric_names_in(e) for e in rule_expressions() + dashboard_expressions()))
+    for name in (
+        "anomstream_readings_consumed_total",
+        "anomstream_readings_rejected_total",
+        "anomstream_end_to_end_latency_seconds_bucket",
+        "anomstream_consumer_lag_records",
+        "anomstream_alerts_firing",
+        "anomstream_anomaly_score_bucket",
+        "anomstream_active_models",
+        "anomstream_ready",
+        "anomstream_delivery_failures_total",
+    ):
+        assert name in used, name
+
+
+# ================================================================================= Grafana
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD_JSON.read_text(encoding="utf-8"))
+
+
+def test_dashboard_structure() -> None:
+    dashboard = _dashboard()
+    assert dashboard["uid"] and dashboard["title"]
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"instance", "machine"} <= set(variables)
+    datasource_uid = load_yaml(
+        CONFIG / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    )["datasources"][0]["uid"]
+    occupied: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {
+            (grid["x"] + dx, grid["y"] + dy) for dx in range(grid["w"]) for dy in range(grid["h"])
+        }
+        assert not cells & occupied, f"panel {panel['title']!r} overlaps another"
+        occupied |= cells
+        if panel["type"] in ("row", "text"):
+            continue
+        assert panel.get("description"), f"panel {panel['title']!r} has no description"
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == datasource_uid, panel["title"]
+            assert "$instance" in target["expr"], f"{panel['title']}: ignores $instance"
+    for var in variables.values():
+        assert var["datasource"]["uid"] == datasource_uid
+
+
+def test_dashboard_has_the_required_panels() -> None:
+    exprs = " ".join(dashboard_expressions())
+    titles = {p["title"] for p in _dashboard()["panels"]}
+    assert "anomstream_readings_consumed_total" in exprs  # throughput
+    assert re.search(r"histogram_quantile\(0\.99, [^\n]*anomstream_end_to_end_latency", exprs)
+    assert "anomstream_consumer_lag_records" in exprs
+    assert "anomstream_alerts_firing" in exprs and any("machine" in t for t in titles)
+    assert "anomstream_anomaly_score_bucket" in exprs
+    assert "sum by (reason)" in exprs and "anomstream_readings_rejected_total" in exprs
+    assert "anomstream_active_models" in exprs
+    assert 'machine=~"$machine"' in exprs
+
+
+def test_dead_letter_reasons_are_documented() -> None:
+    """The dead-letter panel and the operations guide name every reason the decoder can give."""
+    panel = next(p for p in _dashboard()["panels"] if p["title"] == "Dead-letter rate by reason")
+    doc = OPERATIONS_DOC.read_text(encoding="utf-8")
+    for reason in REASONS:
+        assert f"{reason}," in panel["description"] or f"{reason})" in panel["description"], reason
+        assert f"`{reason}`" in doc, reason
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every dashboard query (Grafana variables replaced by plain values)."""
+    promtool = require_tool("promtool")
+    rules = []
+    for i, expr in enumerate(dashboard_expressions()):
+        if expr.startswith("label_values("):
+            expr = metric_names_in(expr).pop()
+        expr = (
+            expr.replace("$__rate_interval", "1m")
+            .replace("$instance", ".*")
+            .replace("$machine", ".*")
+        )
+        rules.append({"record": f"dashboard:query_{i}", "expr": expr})
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = run_tool([promtool, "check", "rules", str(path)])
+    assert proc.returncode == 0, _output(proc)
+
+
+def test_grafana_provisioning_points_at_the_dashboards() -> None:
+    provider = load_yaml(CONFIG / "grafana" / "provisioning" / "dashboards" / "anomstream.yml")
+    path = provider["providers"][0]["options"]["path"]
+    compose = load_yaml(COMPOSE_YML)
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in compose["services"]["grafana"]["volumes"]}
+    assert (REPO / mounts[path] / DASHBOARD_JSON.name).is_file()
+
+
+# ========================================================================= docker-compose
+def _compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE_YML)
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(_compose()), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_compose_schema_rejects_a_broken_file() -> None:
+    """The schema is the real, strict one: a typo'd key does not pass."""
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    broken = _compose()
+    broken["services"]["anomstream"]["helthcheck"] = broken["services"]["anomstream"]["healthcheck"]
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))
+
+
+def _bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+            if source.startswith((".", "/")):
+                mounts.append((source, target))
+        elif volume.get("type") == "bind":
+            mounts.append((volume["source"], volume["target"]))
+    return mounts
+
+
+def test_compose_config_mounts_exist_in_the_repo() -> None:
+    compose = _compose()
+    checked = 0
+    for name, service in compose["services"].items():
+        for source, _target in _bind_mounts(service):
+            assert not source.startswith("/"), f"{name}: absolute host path {source}"
+            assert (REPO / source).exists(), f"{name}: {source} does not exist in the repo"
+            checked += 1
+        build = service.get("build")
+        if build:
+            context = REPO / (build if isinstance(build, str) else build.get("context", "."))
+            dockerfile = (
+                "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+            )
+            assert (context / dockerfile).is_file(), name
+    assert checked >= 5
+
+
+def test_compose_services_read_their_config_from_mounted_files() -> None:
+    """Every --config.file / --config path a service is started with lies inside a bind mount
+    from config/ in the repo."""
+    for name, service in _compose()["services"].items():
+        command = service.get("command") or []
+        if isinstance(command, str):
+            command = command.split()
+        paths = [a.split("=", 1)[1] for a in command if a.startswith("--config.file=")]
+        paths += [command[i + 1] for i, a in enumerate(command[:-1]) if a == "--config"]
+        for path in paths:
+            sources = [
+                (REPO / src, tgt)
+                for src, tgt in _bind_mounts(service)
+                if path == tgt or path.startswith(tgt.rstrip("/") + "/")
+            ]
+            assert sources, f"{name}: {path} is not mounted"
+            source, target = sources[0]
+            host_file = source / Path(path).relative_to(target) if path != target else source
+            assert host_file.is_file(), f"{name}: {host_file}"
+            assert str(host_file.resolve()).startswith(str(CONFIG)), f"{name}: {host_file}"
+
+
+def test_compose_stack_has_every_component() -> None:
+    services = _compose()["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    for name in ("kafka-init", "anomstream", "simulator", "prometheus", "alertmanager", "grafana"):
+        assert name in services, name
+    assert services["kafka-init"]["image"] == services["kafka"]["image"]
+    init_script = " ".join(services["kafka-init"]["command"])
+    for topic in ("telemetry", "anomstream.alerts", "anomstream.dlq", "anomstream.state"):
+        assert f"--topic {topic} " in init_script, topic
+    state_line = next(
+        line for line in init_script.splitlines() if "--topic anomstream.state" in line
+    )
+    assert "cleanup.policy=compact" in state_line
+    # The state changelog is partitioned like the telemetry it belongs to.
+    partitions = dict(re.findall(r"--topic (\S+) --partitions (\d+)", init_script))
+    assert partitions["anomstream.state"] == partitions["telemetry"]
+    anomstream = services["anomstream"]
+    assert anomstream["build"]["context"] == "."
+    assert anomstream["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+    assert "/healthz" in " ".join(anomstream["healthcheck"]["test"])
+    assert services["simulator"]["command"][0] == "simulate"
+    assert services["simulator"]["image"] == anomstream["image"]
+
+
+def test_compose_commands_are_valid_anomstream_invocations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """anomstream's own parser and config loader accept what the stack runs: the commands, the
+    mounted config file and the ANOMSTREAM_* environment."""
+    services = _compose()["services"]
+    parser = build_parser()
+    for name in ("anomstream", "simulator"):
+        service = services[name]
+        args = parser.parse_args([str(a) for a in service["command"]])
+        assert callable(args.func), name
+        if getattr(args, "config", None):  # the container path, read from its host file
+            mounts = {target: source for source, target in _bind_mounts(service)}
+            args.config = str(REPO / mounts[args.config])
+        for key in [k for k in os.environ if k.startswith("ANOMSTREAM_")]:
+            monkeypatch.delenv(key)
+        for key, value in (service.get("environment") or {}).items():
+            monkeypatch.setenv(key, str(value))
+        config = config_from_args(args)
+        assert config.kafka.bootstrap_servers == "kafka:19092", name
+    run_args = parser.parse_args([str(a) for a in services["anomstream"]["command"]])
+    assert run_args.command == "run" and run_args.metrics_port == 9464
+
+
+def test_compose_kafka_is_a_single_node_kraft_cluster() -> None:
+    services = _compose()["services"]
+    env = {k: str(v) for k, v in services["kafka"]["environment"].items()}
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] not in advertised
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    assert set(listeners) <= set(protocols) and set(advertised) <= set(listeners)
+    node, voter = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split("@")
+    assert node == env["KAFKA_NODE_ID"]
+    assert voter.split(":")[1] == listeners[env["KAFKA_CONTROLLER_LISTENER_NAMES"]].rsplit(":")[-1]
+    # kafka-storage.sh format wants a base64url-encoded UUID (16 bytes).
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    # Containers reach the broker on the advertised in-network listener.
+    internal = advertised[env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+    for name in ("anomstream", "simulator"):
+        command = services[name]["command"]
+        assert command[command.index("--bootstrap-servers") + 1] == internal, name
+    assert "--bootstrap-server " + internal in " ".join(services["kafka-init"]["command"])
+
+
+def test_compose_prometheus_scrapes_the_anomstream_service() -> None:
+    services = _compose()["services"]
+    prometheus = load_yaml(PROMETHEUS_YML)
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "anomstream")
+    target = job["static_configs"][0]["targets"][0]
+    host, port = target.split(":")
+    assert host == "anomstream" and host in services
+    command = services["anomstream"]["command"]
+    assert command[command.index("--metrics-port") + 1] == port
+    assert f"{port}:{port}" in services["anomstream"]["ports"]
+    am_target = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]
+    assert am_target.split(":")[0] in services
+
+
+# ================================================================================ Dockerfile
+def test_dockerfile_runs_as_non_root_and_exposes_metrics() -> None:
+    # Logical instructions: comments dropped, backslash continuations joined.
+    text = "\n".join(
+        line
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if not line.lstrip().startswith("#")
+    )
+    lines = [
+        " ".join(line.split()) for line in text.replace("\\\n", " ").splitlines() if line.strip()
+    ]
+    froms = [line for line in lines if line.startswith("FROM ")]
+    assert froms and all(line.split()[1] == "python:3.11-slim" for line in froms)
+    final_stage = lines[lines.index(froms[-1]) :]
+    users = [line.split()[1] for line in final_stage if line.startswith("USER ")]
+    assert users, "the runtime stage never leaves root"
+    assert users[-1].split(":")[0] not in ("root", "0")
+    assert "EXPOSE 9464" in final_stage
+    assert any("pip install" in line for line in final_stage)
+    assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in final_stage)
+
+
+def _dockerignore_patterns() -> list[str]:
+    patterns = []
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            patterns.append(line.removeprefix("/").removeprefix("**/"))
+    return patterns
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(part, pattern)
+        for pattern in patterns
+        for prefix, part in zip(prefixes, parts)
+    )
+
+
+def test_docker_build_context_builds_the_package(tmp_path: Path) -> None:
+    """The Dockerfile's build stage, offline: copy the context that .dockerignore leaves, build
+    the package from it with setuptools (an sdist: no network, no `wheel` needed), and find the
+    package, its console script and its shipped config inside."""
+    patterns = _dockerignore_patterns()
+    context = tmp_path / "context"
+    for path in REPO.rglob("*"):
+        relative = path.relative_to(REPO).as_posix()
+        if path.is_file() and not _ignored(relative, patterns):
+            (context / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, context / relative)
+    assert not (context / ".venv").exists() and not (context / ".git").exists()
+    assert not (context / "tests").exists()
+    assert (context / "pyproject.toml").is_file()
+    readme = tomllib.loads((context / "pyproject.toml").read_text())["project"].get("readme")
+    if isinstance(readme, str):  # pip refuses to build when the declared readme is missing
+        assert (context / readme).is_file(), f"{readme} is declared in pyproject.toml but missing"
+    out = tmp_path / "dist"
+    proc = run_tool(
+        [
+            sys.executable,
+            "-c",
+            "import sys, setuptools.build_meta as b; print(b.build_sdist(sys.argv[1]))",
+            str(out),
+        ],
+        cwd=context,
+        timeout=300,
+    )
+    assert proc.returncode == 0, _output(proc)
+    (sdist,) = out.glob("anomstream-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+        entry_points = next(n for n in tar.getnames() if n.endswith(".egg-info/entry_points.txt"))
+        console = tar.extractfile(entry_points).read().decode()  # type: ignore[union-attr]
+    assert {"stream/cli.py", "config/anomstream.toml", "pyproject.toml"} <= names
+    assert "anomstream = stream.cli:main" in console
