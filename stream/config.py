@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from detectors.policy import AlertPolicy
 from stream.errors import ConfigError
 
 __all__ = [
@@ -156,13 +157,15 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    threshold: float = 0.9999
-    critical_threshold: float = 0.999999
-    instant_threshold: float = 0.9999999
-    min_run: int = 3
-    clear_threshold: float = 0.95
-    clear_run: int = 20
-    cooldown: int = 50
+    """The parameters of `detectors.policy.AlertPolicy` (its defaults are the defaults here)."""
+
+    threshold: float = AlertPolicy.threshold
+    critical_threshold: float = AlertPolicy.critical_threshold
+    instant_threshold: float = AlertPolicy.instant_threshold
+    min_run: int = AlertPolicy.min_run
+    clear_threshold: float = AlertPolicy.clear_threshold
+    clear_run: int = AlertPolicy.clear_run
+    cooldown: int = AlertPolicy.cooldown
 
     _checks = {
         "threshold": _unit_interval,
