@@ -62,7 +62,7 @@ class TailProbability(AnomalyDetector):
 
     def __init__(
         self,
-        anomaly_detector: AnomalyDetector | None = None,
+        anomaly_detector: Any = None,  # any River detector, pipeline or univariate (SAD)
         window: int = 500,
         min_samples: int = 30,
     ) -> None:
@@ -83,7 +83,7 @@ class TailProbability(AnomalyDetector):
         detector = self.anomaly_detector
         if isinstance(detector, SupervisedAnomalyDetector):
             # Univariate detectors such as StandardAbsoluteDeviation score a target `y`.
-            raw = float(detector.score_one(None, _only_value(x)))
+            raw = float(detector.score_one({}, _only_value(x)))
         else:
             raw = float(detector.score_one(x))
         return raw if math.isfinite(raw) else 0.0
@@ -96,7 +96,7 @@ class TailProbability(AnomalyDetector):
             self._n += 1
         detector = self.anomaly_detector
         if isinstance(detector, SupervisedAnomalyDetector):
-            detector.learn_one(None, _only_value(x))
+            detector.learn_one({}, _only_value(x))
         else:
             detector.learn_one(x)
 

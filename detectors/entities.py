@@ -30,7 +30,7 @@ from river.base import AnomalyDetector
 from detectors.policy import PolicyState
 from detectors.registry import build_detector
 
-__all__ = ["Entity", "MachineState", "ModelStore", "TemplateRule", "Codec", "MACHINE_WIDE"]
+__all__ = ["MACHINE_WIDE", "Codec", "Entity", "MachineState", "ModelStore", "TemplateRule"]
 
 MACHINE_WIDE = "*"  # the sensor key of the single model in `machine` entity mode
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Codec(Protocol):
 class Entity:
     """One sensor's model and how many readings it has learned."""
 
-    __slots__ = ("model", "learned", "detector", "_fused")
+    __slots__ = ("_fused", "detector", "learned", "model")
 
     def __init__(self, model: AnomalyDetector, detector: str, learned: int = 0) -> None:
         self.model = model
@@ -73,7 +73,7 @@ class Entity:
 class MachineState:
     """Everything anomstream remembers about one machine."""
 
-    __slots__ = ("entities", "policy", "readings", "topic", "offset", "partition", "last_seen", "dirty")
+    __slots__ = ("dirty", "entities", "last_seen", "offset", "partition", "policy", "readings", "topic")
 
     def __init__(self) -> None:
         self.entities: dict[str, Entity] = {}
@@ -107,7 +107,7 @@ class MachineState:
 class TemplateRule:
     """`detector` with `params` for entities matching `machine` / `sensor` patterns."""
 
-    __slots__ = ("machine", "sensor", "detector", "params")
+    __slots__ = ("detector", "machine", "params", "sensor")
 
     def __init__(self, machine: str, sensor: str, detector: str, params: Mapping[str, Any]) -> None:
         self.machine = machine
@@ -199,7 +199,7 @@ class ModelStore:
 
     def _create(self, machine: str, sensor: str) -> Entity:
         rule = next((r for r in self.rules if r.matches(machine, sensor)), self.default)
-        seed = zlib.crc32(f"{machine}\x1f{sensor}".encode("utf-8"))
+        seed = zlib.crc32(f"{machine}\x1f{sensor}".encode())
         self.created += 1
         return Entity(self._factory(rule.detector, rule.params, seed), rule.detector)
 
@@ -242,11 +242,12 @@ class ModelStore:
         self._unwritten.discard(machine)
         try:
             state = self.codec.loads(cold[1])
-        except Exception as exc:  # StateRejected, or a model class that no longer unpickles
+        except Exception as exc:  # noqa: BLE001 - StateRejected, or a model that no longer unpickles
             self.rejected += 1
             log.warning("state of machine %r rejected (%s): starting fresh", machine, exc)
             return None
         self.restored += 1
+        log.debug("restored machine %r: %d readings up to %s@%d", machine, state.readings, state.topic, state.offset)
         return state
 
     # ------------------------------------------------------------------ checkpoints

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ CE_TYPE_PREFIX = "io.anomstream.alert."
 
 def iso_time(epoch_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds, e.g. `2026-11-24T09:00:00.120Z`."""
-    moment = datetime.fromtimestamp(epoch_seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

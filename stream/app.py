@@ -23,7 +23,7 @@ from stream.metrics import Metrics
 from stream.pipeline import BatchOutput, Pipeline
 from stream.service import Service
 
-__all__ = ["serve", "install_stop_signals", "new_registry"]
+__all__ = ["install_stop_signals", "new_registry", "serve"]
 
 log = logging.getLogger("anomstream")
 

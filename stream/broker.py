@@ -50,7 +50,7 @@ def wait_for_kafka(bootstrap_servers: str, timeout: float = 30.0) -> None:
                 return
             finally:
                 admin.close()
-        except Exception as exc:  # kafka-python raises several unrelated types here
+        except Exception as exc:  # noqa: BLE001 - kafka-python raises several unrelated types here
             last_error = exc
             time.sleep(0.2)
     raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s: {last_error}")
@@ -90,7 +90,7 @@ class EmbeddedBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only setsid + prctl, async-signal-safe
             )
         atexit.register(self.stop)
         try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from stream import __version__
 from stream.errors import AnomstreamError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 # Module paths of sub-commands, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (

@@ -22,24 +22,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from detectors.policy import AlertPolicy
 from stream.errors import ConfigError
 
 __all__ = [
+    "ENV_PREFIX",
+    "AlertsConfig",
     "Config",
-    "KafkaConfig",
-    "TelemetryConfig",
     "DetectorConfig",
     "DetectorTemplate",
-    "AlertsConfig",
-    "StateConfig",
     "HttpConfig",
+    "KafkaConfig",
     "ServiceConfig",
-    "load_config",
+    "StateConfig",
+    "TelemetryConfig",
     "default_config_text",
-    "ENV_PREFIX",
+    "load_config",
 ]
 
 ENV_PREFIX = "ANOMSTREAM_"
@@ -91,7 +91,7 @@ class KafkaConfig:
     producer_linger_ms: int = 5
     security_protocol: str = "PLAINTEXT"
 
-    _checks = {
+    _checks: ClassVar[dict[str, Any]] = {
         "bootstrap_servers": _non_empty,
         "input_topics": _non_empty,
         "alert_topic": _non_empty,
@@ -117,7 +117,7 @@ class TelemetryConfig:
     timestamp_unit: str = "auto"
     max_record_bytes: int = 65536
 
-    _checks = {
+    _checks: ClassVar[dict[str, Any]] = {
         "machine_field": _non_empty,
         "timestamp_field": _non_empty,
         "sensors_field": _non_empty,
@@ -135,7 +135,7 @@ class DetectorTemplate:
     sensor: str = "*"
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    _checks = {"name": _non_empty}
+    _checks: ClassVar[dict[str, Any]] = {"name": _non_empty}
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class DetectorConfig:
     params: Mapping[str, Any] = field(default_factory=dict)
     templates: tuple[DetectorTemplate, ...] = ()
 
-    _checks = {
+    _checks: ClassVar[dict[str, Any]] = {
         "name": _non_empty,
         "entity": _one_of("sensor", "machine"),
         "warmup": _non_negative,
@@ -167,7 +167,7 @@ class AlertsConfig:
     clear_run: int = AlertPolicy.clear_run
     cooldown: int = AlertPolicy.cooldown
 
-    _checks = {
+    _checks: ClassVar[dict[str, Any]] = {
         "threshold": _unit_interval,
         "critical_threshold": _unit_interval,
         "instant_threshold": _unit_interval,
@@ -192,7 +192,7 @@ class StateConfig:
     exactly_once: bool = False
     idle_ttl_seconds: float = 0.0
 
-    _checks = {
+    _checks: ClassVar[dict[str, Any]] = {
         "changelog_topic": _non_empty,
         "checkpoint_interval_seconds": _positive,
         "checkpoint_readings": _positive,
@@ -205,7 +205,7 @@ class HttpConfig:
     host: str = "0.0.0.0"
     port: int = 9464
 
-    _checks = {"port": lambda v: None if 0 <= v <= 65535 else "must be a port, 0..65535"}
+    _checks: ClassVar[dict[str, Any]] = {"port": lambda v: None if 0 <= v <= 65535 else "must be a port, 0..65535"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ class ServiceConfig:
     log_level: str = "INFO"
     instance: str = ""
 
-    _checks = {"log_level": _one_of("DEBUG", "INFO", "WARNING", "ERROR")}
+    _checks: ClassVar[dict[str, Any]] = {"log_level": _one_of("DEBUG", "INFO", "WARNING", "ERROR")}
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, dotted: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{dotted}.")
     origin = typing.get_origin(hint)
     if origin is tuple:

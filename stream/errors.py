@@ -10,10 +10,10 @@ from __future__ import annotations
 
 __all__ = [
     "AnomstreamError",
-    "ConfigError",
-    "InvalidRecord",
-    "DeliveryError",
     "BrokerUnavailable",
+    "ConfigError",
+    "DeliveryError",
+    "InvalidRecord",
 ]
 
 

@@ -20,14 +20,14 @@ from stream.config import KafkaConfig
 from stream.errors import BrokerUnavailable, DeliveryError
 
 __all__ = [
+    "as_commit_offsets",
+    "commit_offsets",
+    "common_client_config",
+    "ensure_topics",
     "make_consumer",
     "make_producer",
-    "ensure_topics",
-    "publish",
-    "commit_offsets",
-    "as_commit_offsets",
     "partition_lag",
-    "common_client_config",
+    "publish",
 ]
 
 log = logging.getLogger(__name__)

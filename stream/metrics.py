@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from stream import __version__
 
-__all__ = ["Metrics", "BatchHistogram", "LATENCY_BUCKETS", "SCORE_BUCKETS"]
+__all__ = ["LATENCY_BUCKETS", "SCORE_BUCKETS", "BatchHistogram", "Metrics"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCORE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0)

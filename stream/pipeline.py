@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from detectors.entities import MACHINE_WIDE, MachineState, ModelStore
 from detectors.policy import AlertPolicy, Transition
@@ -28,7 +28,7 @@ from stream.metrics import Metrics
 from stream.state_codec import codec_from_config
 from stream.telemetry import Reading, TelemetryDecoder
 
-__all__ = ["Pipeline", "BatchOutput", "RecordLike", "DLQ_REASON_HEADER"]
+__all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
 log = logging.getLogger(__name__)
@@ -132,19 +132,18 @@ class Pipeline:
                 self._scored += 1
             else:
                 score = 0.0
-                entity.model.learn_one(reading.sensors)
+                entity.model.learn_one(cast(dict[Any, Any], reading.sensors))
             entity.learned += 1
             return score, {name: score for name in reading.sensors}, warm
         sensor_scores: dict[str, float] = {}
         best = 0.0
         for sensor, value in reading.sensors.items():
             entity = entity_of(state, machine, sensor)
-            x = {"value": value}
+            x: dict[Any, Any] = {"value": value}
             if entity.learned >= warmup:
                 s = entity.score_learn(x)
                 sensor_scores[sensor] = s
-                if s > best:
-                    best = s
+                best = max(best, s)
             else:
                 entity.model.learn_one(x)
             entity.learned += 1

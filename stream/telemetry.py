@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,7 +21,7 @@ import orjson
 from stream.config import TelemetryConfig
 from stream.errors import InvalidRecord
 
-__all__ = ["Reading", "TelemetryDecoder", "REASONS", "MAX_SENSORS"]
+__all__ = ["MAX_SENSORS", "REASONS", "Reading", "TelemetryDecoder"]
 
 REASONS = (
     "empty",
@@ -45,7 +45,7 @@ _MS_CUTOFF = 1e11
 class Reading:
     """One validated telemetry record."""
 
-    __slots__ = ("machine", "event_time", "sensors")
+    __slots__ = ("event_time", "machine", "sensors")
 
     def __init__(self, machine: str, event_time: float, sensors: dict[str, float]) -> None:
         self.machine = machine
@@ -110,7 +110,7 @@ class TelemetryDecoder:
                 raw = _number_or_none(raw)
             else:
                 if parsed.tzinfo is None:
-                    parsed = parsed.replace(tzinfo=timezone.utc)
+                    parsed = parsed.replace(tzinfo=UTC)
                 return parsed.timestamp()
         if isinstance(raw, bool) or not isinstance(raw, (int, float)) or unit == "iso":
             raise InvalidRecord("bad_timestamp", f"unusable timestamp {str(original)[:40]!r}")

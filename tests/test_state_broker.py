@@ -13,7 +13,14 @@ import orjson
 import pytest
 from fakes import FakeClock, validate_alert
 from kafka import KafkaProducer
-from kafka_helpers import TEST_SIGNING_KEY, produce_sim, read_topic, running_service, service_config, wait_until
+from kafka_helpers import (
+    TEST_SIGNING_KEY,
+    produce_sim,
+    read_topic,
+    running_service,
+    service_config,
+    wait_until,
+)
 from process_helpers import ServiceProcess, committed
 from prometheus_client import CollectorRegistry
 
@@ -190,7 +197,7 @@ def test_tampered_checkpoint_is_rejected_not_unpickled(kafka_broker: str, unique
     sent = produce_sim(kafka_broker, config.kafka.input_topics[0], sim, 400)
     with running_service(config) as service:
         service.wait_consumed(sent)
-        status, metrics = service.http_get("/metrics")
+        _status, metrics = service.http_get("/metrics")
     assert not marker.exists()
     assert "anomstream_state_rejected_total 2.0" in metrics
     assert {m: s.readings for m, s in _final_states(config).items()} == {"press-01": 200, "lathe-02": 200}

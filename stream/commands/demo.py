@@ -24,12 +24,12 @@ from stream.alerts import OutgoingMessage
 from stream.app import install_stop_signals, serve
 from stream.broker import EmbeddedBroker, free_port
 from stream.commands.run import setup_logging
-from stream.simulator_kafka import produce_readings
 from stream.options import add_config_flags, config_from_args
 from stream.pipeline import BatchOutput
 from stream.simulator import Reading, Simulator
+from stream.simulator_kafka import produce_readings
 
-__all__ = ["register", "run", "format_alert"]
+__all__ = ["format_alert", "register", "run"]
 
 log = logging.getLogger("anomstream.demo")
 
