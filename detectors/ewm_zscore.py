@@ -29,7 +29,16 @@ class _FeatureState:
     """Learned statistics of one feature; slots keep the pickle small."""
 
     __slots__ = (
-        "n", "fast", "trend", "resid_var", "slow", "slow_var", "last", "run", "dvar", "dvar_short"
+        "dvar",
+        "dvar_short",
+        "fast",
+        "last",
+        "n",
+        "resid_var",
+        "run",
+        "slow",
+        "slow_var",
+        "trend"
     )
 
     def __init__(self, x: float) -> None:
@@ -136,8 +145,7 @@ class EWMZScore(AnomalyDetector):
                 features[name] = _FeatureState(v)
                 continue
             z = self._z(state, v) if state.n >= grace else 0.0
-            if z > worst:
-                worst = z
+            worst = max(worst, z)
             self._learn_feature(state, v, z)
         return math.erf(worst / _SQRT2)
 
@@ -175,8 +183,7 @@ class EWMZScore(AnomalyDetector):
             if state is None or state.n < self.grace:
                 continue
             z = self._z(state, float(value))
-            if z > worst:
-                worst = z
+            worst = max(worst, z)
         return math.erf(worst / _SQRT2)  # two-sided tail: P(|Z| < z)
 
     def _z(self, s: _FeatureState, v: float) -> float:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AlertPolicy", "PolicyState", "Transition", "NORMAL", "PENDING", "FIRING", "COOLDOWN"]
+__all__ = ["COOLDOWN", "FIRING", "NORMAL", "PENDING", "AlertPolicy", "PolicyState", "Transition"]
 
 NORMAL, PENDING, FIRING, COOLDOWN = "normal", "pending", "firing", "cooldown"
 
@@ -28,7 +28,7 @@ NORMAL, PENDING, FIRING, COOLDOWN = "normal", "pending", "firing", "cooldown"
 class PolicyState:
     """What the policy remembers about one machine."""
 
-    __slots__ = ("phase", "run", "started_at", "peak", "sensors", "severity")
+    __slots__ = ("peak", "phase", "run", "sensors", "severity", "started_at")
 
     def __init__(self) -> None:
         self.phase = NORMAL

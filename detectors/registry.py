@@ -16,6 +16,7 @@ from river.base import AnomalyDetector
 
 from detectors.calibration import TailProbability
 from detectors.ewm_zscore import EWMZScore
+from detectors.shape_novelty import ShapeNovelty
 from stream.errors import ConfigError
 
 __all__ = ["DetectorSpec", "DETECTORS", "build_detector", "detector_names"]
@@ -49,7 +50,14 @@ def _ewm(seed: int, **params: Any) -> AnomalyDetector:
 
 
 DETECTORS: dict[str, DetectorSpec] = {
-    "default": DetectorSpec("anomstream's default detector (currently ewm-zscore)", _ewm),
+    "default": DetectorSpec(
+        "anomstream's default detector (currently shape-novelty)",
+        lambda seed, **params: ShapeNovelty(**params),
+    ),
+    "shape-novelty": DetectorSpec(
+        "novelty of the recent trajectory vs learned prototypes, times value rarity; records only",
+        lambda seed, **params: ShapeNovelty(**params),  # deterministic: no seed
+    ),
     "ewm-zscore": DetectorSpec(
         "EWM mean/variance z-score with stuck-sensor and noise-burst terms", _ewm
     ),

@@ -6,11 +6,9 @@ The only place that constructs collaborators; everything below it receives them.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
@@ -23,7 +21,7 @@ from stream.metrics import Metrics
 from stream.pipeline import BatchOutput, Pipeline
 from stream.service import Service
 
-__all__ = ["install_stop_signals", "new_registry", "serve"]
+__all__ = ["new_registry", "serve"]
 
 log = logging.getLogger("anomstream")
 
@@ -35,19 +33,6 @@ def new_registry() -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
-
-
-def install_stop_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT ask the loop to finish its batch, commit and exit 0."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C: the operator really wants out
-            raise KeyboardInterrupt
-        log.info("%s received: finishing the current batch, then stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def _transactional_id(config: Config) -> str | None:
@@ -66,6 +51,7 @@ def serve(
     on_listening: Callable[[int], None] | None = None,
 ) -> int:
     """Run the service until `stop` is set. Returns the process exit code."""
+    config.require_signing_key()
     registry = registry if registry is not None else new_registry()
     metrics = Metrics(registry)
     health = Health()

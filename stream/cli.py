@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from stream import __version__
+from stream import __version__, signals
 from stream.errors import AnomstreamError
 
 __all__ = ["build_parser", "main"]
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    signals.install()  # before the heavy imports below: an early SIGTERM is a clean stop
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -17,7 +17,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from stream.errors import AnomstreamError
+from stream.errors import AnomstreamError, ConfigError
 
 __all__ = ["StateCodec", "StateRejected", "codec_from_config"]
 
@@ -63,4 +63,6 @@ def codec_from_config(state_config: Any) -> StateCodec | None:
     """The codec of a `StateConfig`, or None when state is disabled."""
     if not state_config.enabled:
         return None
+    if not state_config.signing_key:
+        raise ConfigError("state.signing_key", "required when state.enabled is true")
     return StateCodec(state_config.signing_key, state_config.previous_signing_keys)

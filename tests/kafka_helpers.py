@@ -173,3 +173,23 @@ def running_service(config: Config) -> Iterator[RunningService]:
     if handle.error:
         raise handle.error
     assert handle.exit_code == 0
+
+
+def broker_hides_aborted_transactions(bootstrap: str, topic: str) -> bool:
+    """Probe: does a read_committed consumer skip a record whose transaction was aborted?
+
+    Apache Kafka does (that is what read_committed means); Tansu 0.6 does not, which makes an
+    exactly-once guarantee for alert consumers impossible to observe on it.
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"probe-{topic}")
+    producer.init_transactions()
+    producer.begin_transaction()
+    producer.send(topic, b"aborted", partition=0)
+    producer.flush()
+    producer.abort_transaction()
+    producer.begin_transaction()
+    producer.send(topic, b"committed", partition=0)
+    producer.commit_transaction()
+    producer.close()
+    values = [r.value for r in read_topic(bootstrap, topic, isolation_level="read_committed")]
+    return values == [b"committed"]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from typing import Any
 
 from kafka import KafkaAdminClient
 
@@ -91,7 +90,7 @@ class ServiceProcess:
     def __enter__(self) -> ServiceProcess:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.kill()
         self.log.close()
 

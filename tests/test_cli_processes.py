@@ -15,6 +15,7 @@ from process_helpers import ANOMSTREAM, committed
 from stream.broker import free_port
 from stream.simulator import Simulator
 
+
 @pytest.mark.broker
 def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka_broker: str, unique: str) -> None:
     config = service_config(kafka_broker, unique)

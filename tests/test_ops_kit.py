@@ -327,6 +327,46 @@ def test_alertmanager_inhibits_machine_alerts_of_a_down_instance(alertmanager: s
     wait_until(lambda: states() == expected, 15, what=f"alert states {expected}")
 
 
+def test_alertmanager_stale_checkpoint_inhibits_the_commit_stall_it_causes(
+    alertmanager: str,
+) -> None:
+    """With state on, offsets are committed at checkpoints: AnomstreamCheckpointStale mutes
+    AnomstreamOffsetCommitsStalled of the same instance only."""
+
+    def alert(alertname: str, instance: str) -> dict[str, Any]:
+        labels = {
+            "job": "anomstream",
+            "alertname": alertname,
+            "severity": "warning",
+            "component": "anomstream",
+            "instance": instance,
+        }
+        return {"labels": labels, "annotations": {"summary": "test"}}
+
+    _post_alerts(
+        alertmanager,
+        [
+            alert("AnomstreamCheckpointStale", "as-1:9464"),
+            alert("AnomstreamOffsetCommitsStalled", "as-1:9464"),
+            alert("AnomstreamOffsetCommitsStalled", "as-2:9464"),
+        ],
+    )
+
+    def states() -> dict[tuple[str, str], str] | None:
+        got = http_json(f"{alertmanager}/api/v2/alerts")
+        result = {
+            (a["labels"]["alertname"], a["labels"]["instance"]): a["status"]["state"] for a in got
+        }
+        return result if len(result) == 3 else None
+
+    expected = {
+        ("AnomstreamCheckpointStale", "as-1:9464"): "active",
+        ("AnomstreamOffsetCommitsStalled", "as-1:9464"): "suppressed",
+        ("AnomstreamOffsetCommitsStalled", "as-2:9464"): "active",
+    }
+    wait_until(lambda: states() == expected, 15, what=f"alert states {expected}")
+
+
 def test_example_webhook_receiver_logs_each_alert(tmp_path: Path) -> None:
     """config/alertmanager/alert_sink.py takes Alertmanager's webhook payload, one line per alert."""
     port = free_port()
@@ -610,11 +650,67 @@ def test_compose_stack_has_every_component() -> None:
     assert services["simulator"]["image"] == anomstream["image"]
 
 
+_INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|\$(?P<plain>[A-Za-z_]\w*)"
+)
+
+
+class _Unset(Exception):
+    pass
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose-specification variable interpolation: `$$`, `$VAR`, `${VAR}`, `${VAR:-default}`,
+    `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`, `${VAR:+alt}`, `${VAR+alt}`."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("braced") or match.group("plain")
+        op, arg = match.group("op"), match.group("arg") or ""
+        present = name in env
+        usable = present and (env[name] != "" or not (op or "").startswith(":"))
+        if op in (":-", "-"):
+            return env[name] if usable else arg
+        if op in (":?", "?"):
+            if not usable:
+                raise _Unset(f"{name}: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return arg if usable else ""
+        return env.get(name, "")
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def _service_environment(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {k: _interpolate(str(v), env) for k, v in environment.items() if v is not None}
+
+
+# What an operator's .env holds for the stack.
+_DOTENV = {"ANOMSTREAM_STATE__SIGNING_KEY": "0123456789abcdef" * 4}
+
+
+def test_interpolation_follows_the_compose_specification() -> None:
+    env = {"SET": "x", "EMPTY": ""}
+    assert (
+        _interpolate("$$SET ${SET} $SET ${NOPE:-d} ${EMPTY:-d} ${EMPTY-d}", env) == "$SET x x d d "
+    )
+    assert _interpolate("${SET:+alt}|${EMPTY:+alt}|${EMPTY+alt}", env) == "alt||alt"
+    with pytest.raises(_Unset):
+        _interpolate("${EMPTY:?required}", env)
+    assert _interpolate("${EMPTY?required}", env) == ""
+
+
 def test_compose_commands_are_valid_anomstream_invocations(monkeypatch: pytest.MonkeyPatch) -> None:
     """anomstream's own parser and config loader accept what the stack runs: the commands, the
-    mounted config file and the ANOMSTREAM_* environment."""
+    mounted config file and the ANOMSTREAM_* environment, interpolated from an operator's .env."""
     services = _compose()["services"]
     parser = build_parser()
+    configs = {}
     for name in ("anomstream", "simulator"):
         service = services[name]
         args = parser.parse_args([str(a) for a in service["command"]])
@@ -624,12 +720,49 @@ def test_compose_commands_are_valid_anomstream_invocations(monkeypatch: pytest.M
             args.config = str(REPO / mounts[args.config])
         for key in [k for k in os.environ if k.startswith("ANOMSTREAM_")]:
             monkeypatch.delenv(key)
-        for key, value in (service.get("environment") or {}).items():
-            monkeypatch.setenv(key, str(value))
+        for key, value in _service_environment(service, _DOTENV).items():
+            monkeypatch.setenv(key, value)
         config = config_from_args(args)
         assert config.kafka.bootstrap_servers == "kafka:19092", name
+        configs[name] = config
     run_args = parser.parse_args([str(a) for a in services["anomstream"]["command"]])
     assert run_args.command == "run" and run_args.metrics_port == 9464
+    # The service keeps state and signs it with the key from .env; no rotation in progress.
+    state = configs["anomstream"].state
+    assert state.enabled
+    assert state.signing_key == _DOTENV["ANOMSTREAM_STATE__SIGNING_KEY"]
+    assert state.previous_signing_keys == ()
+    # The topic the stack creates for the changelog is the one anomstream uses.
+    init_script = " ".join(services["kafka-init"]["command"])
+    assert f"--topic {state.changelog_topic} " in init_script
+    assert f"--topic {configs['anomstream'].kafka.input_topics[0]} " in init_script
+
+
+def test_compose_requires_a_signing_key_and_ships_none() -> None:
+    """Every service that runs `anomstream run` takes its signing key from .env / the shell, with
+    no default (a published default key is no secret): without one, Compose refuses to start."""
+    runners = {
+        name: service
+        for name, service in _compose()["services"].items()
+        if service.get("image") == _compose()["services"]["anomstream"]["image"]
+        and str((service.get("command") or ["run"])[0]) == "run"
+    }
+    assert "anomstream" in runners
+    for name, service in runners.items():
+        raw = str((service.get("environment") or {}).get("ANOMSTREAM_STATE__SIGNING_KEY", ""))
+        assert re.fullmatch(r"\$\{ANOMSTREAM_STATE__SIGNING_KEY:\?[^}]+\}", raw), name
+        with pytest.raises(_Unset):
+            _service_environment(service, {})
+        rotating = {**_DOTENV, "ANOMSTREAM_STATE__PREVIOUS_SIGNING_KEYS": "old-key-0123456789"}
+        env = _service_environment(service, rotating)
+        assert (
+            env["ANOMSTREAM_STATE__PREVIOUS_SIGNING_KEYS"]
+            == rotating["ANOMSTREAM_STATE__PREVIOUS_SIGNING_KEYS"]
+        ), name
+    # Services that do not keep state get no key at all.
+    for name, service in _compose()["services"].items():
+        if name not in runners:
+            assert "ANOMSTREAM_STATE__SIGNING_KEY" not in (service.get("environment") or {}), name
 
 
 def test_compose_kafka_is_a_single_node_kraft_cluster() -> None:

@@ -322,6 +322,17 @@ def test_prometheus_sees_anomstream_series_with_sensible_values(
         30,
         what="consumer lag 0",
     )
+    # State is on by default (signed with the key tests/conftest.py provides): the start-up
+    # assignment restored from the changelog, and checkpoints came with the commits.
+    assert (prom.value('anomstream_restore_duration_seconds_count{job="anomstream"}') or 0) >= 1
+    assert (prom.value('anomstream_checkpoints_total{job="anomstream"}') or 0) >= 1
+    assert (prom.value('anomstream_checkpoint_records_total{job="anomstream"}') or 0) >= 5
+    assert (prom.value('anomstream_checkpoint_bytes_total{job="anomstream"}') or 0) > 0
+    assert prom.value('anomstream_state_rejected_total{job="anomstream"}') == 0
+    assert prom.value('anomstream_restoring{job="anomstream"}') == 0
+    # The dashboard's checkpoint age: seconds, not "since 1970".
+    age = prom.value('time() - anomstream_last_checkpoint_timestamp_seconds{job="anomstream"}')
+    assert age is not None and 0 <= age < 300, age
     info = prom.query('anomstream_build_info{job="anomstream"}')
     assert info and info[0]["metric"]["version"]
     assert (prom.value('process_resident_memory_bytes{job="anomstream"}') or 0) > 0

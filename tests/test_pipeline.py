@@ -7,9 +7,8 @@ from datetime import datetime
 import orjson
 import pytest
 from fakes import FakeClock, FakeRecord, records_from, validate_alert
-from prometheus_client import CollectorRegistry
-
 from kafka_helpers import TEST_SIGNING_KEY
+from prometheus_client import CollectorRegistry
 
 from stream.config import load_config
 from stream.metrics import Metrics

@@ -20,8 +20,9 @@ from typing import TextIO
 import orjson
 from kafka import KafkaProducer
 
+from stream import signals
 from stream.alerts import OutgoingMessage
-from stream.app import install_stop_signals, serve
+from stream.app import serve
 from stream.broker import EmbeddedBroker, free_port
 from stream.commands.run import setup_logging
 from stream.options import add_config_flags, config_from_args
@@ -81,8 +82,7 @@ def _port_or_free(port: int) -> int:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     setup_logging("INFO" if args.verbose else "WARNING")
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = signals.STOP
     with ExitStack() as stack:
         bootstrap = args.bootstrap_servers
         if not bootstrap:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 
-from stream.app import install_stop_signals, serve
+from stream import signals
+from stream.app import serve
 from stream.options import add_config_flags, add_kafka_flags, config_from_args
 
 __all__ = ["register", "run", "setup_logging"]
@@ -37,6 +37,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     setup_logging(config.service.log_level)
-    stop = threading.Event()
-    install_stop_signals(stop)
+    stop = signals.STOP
     return serve(config, stop=stop)

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from types import FrameType
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from stream import signals
 from stream.config import KafkaConfig
 from stream.errors import BrokerUnavailable, DeliveryError
 from stream.options import add_config_flags, add_kafka_flags, config_from_args
@@ -128,20 +124,19 @@ def run(args: argparse.Namespace) -> int:
         f"{_rate_text(args.rate)}, {until}",
         file=sys.stderr,
     )
-    stop = threading.Event()
+    stop = signals.STOP
     started = time.monotonic()
-    with _stop_on_signals(stop):
-        try:
-            sent = produce_readings(
-                producer, topic, simulator.readings(args.count), rate=args.rate, stop_event=stop
-            )
-        except KafkaError as exc:
-            raise DeliveryError(f"sending to '{topic}' failed: {exc}") from exc
-        finally:
-            # Labels first: they are local and quick, and a second Ctrl-C may cut the close short.
-            if args.labels:
-                simulator.write_labels(args.labels)
-            producer.close()
+    try:
+        sent = produce_readings(
+            producer, topic, simulator.readings(args.count), rate=args.rate, stop_event=stop
+        )
+    except KafkaError as exc:
+        raise DeliveryError(f"sending to '{topic}' failed: {exc}") from exc
+    finally:
+        # Labels first: they are local and quick, and a second Ctrl-C may cut the close short.
+        if args.labels:
+            simulator.write_labels(args.labels)
+        producer.close()
     elapsed = max(time.monotonic() - started, 1e-9)
     labels = args.labels or "not written (--labels FILE)"
     print(
@@ -166,28 +161,6 @@ def _connect(kafka: KafkaConfig) -> KafkaProducer:
             f"no Kafka broker answered at {kafka.bootstrap_servers} "
             f"within {_BOOTSTRAP_TIMEOUT_MS / 1000:g}s"
         ) from exc
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop` so the loop ends, flushes and writes labels; a second one
-    aborts the flush. Signal handlers can only be set from the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        print("simulate: stopping (again to abort the flush)", file=sys.stderr)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _rate_text(rate: float) -> str:

@@ -1,0 +1,55 @@
+"""A small library of prototype vectors learned online (nearest prototype, adaptive-resonance style).
+
+`ShapeNovelty` keeps one per sensor, of pictures of the recent trajectory. A new vector either
+refines its nearest prototype (when close enough: the "resonance" of ART) or becomes a prototype
+itself, evicting the one matched least recently once the library is full. Forgetting by recency
+keeps the library about the sensor's current regimes, and its size bounds the state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["PrototypeLibrary"]
+
+
+class PrototypeLibrary:
+    """Prototypes as rows of one array, with the reading index each was last matched at."""
+
+    __slots__ = ("last_used", "protos")
+
+    def __init__(self, width: int) -> None:
+        self.protos = np.zeros((0, width))
+        self.last_used: list[int] = []
+
+    def __getstate__(self) -> tuple:
+        return (self.protos, self.last_used)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.protos, self.last_used = state
+
+    def nearest(self, vector: np.ndarray) -> tuple[float, int]:
+        """(root-mean-square distance to the nearest prototype, its index); (inf, -1) if empty."""
+        if not len(self.protos):
+            return math.inf, -1
+        diff = self.protos - vector
+        d2 = np.einsum("ij,ij->i", diff, diff)
+        j = int(np.argmin(d2))
+        return math.sqrt(d2[j] / len(vector)), j
+
+    def learn(
+        self, vector: np.ndarray, matched: int, learning_rate: float, capacity: int, now: int
+    ) -> None:
+        """Move prototype `matched` towards `vector`, or store `vector` when `matched` is -1."""
+        if matched >= 0:
+            self.protos[matched] += learning_rate * (vector - self.protos[matched])
+            self.last_used[matched] = now
+        elif len(self.protos) < capacity:
+            self.protos = np.vstack([self.protos, vector])
+            self.last_used.append(now)
+        else:
+            stale = min(range(len(self.last_used)), key=self.last_used.__getitem__)
+            self.protos[stale] = vector
+            self.last_used[stale] = now

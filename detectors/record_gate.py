@@ -1,0 +1,41 @@
+"""Is this the most surprising reading in a while? A constant-size sliding maximum.
+
+One fault makes many surprising readings in a row, and an operator (like the NAB score, which
+charges every extra alarm) wants one alarm for it. `RecordGate` remembers the largest surprise of
+each of the last `blocks` blocks of readings, so "larger than everything in the last ~N readings"
+costs `blocks` floats instead of N, whatever N is.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RecordGate"]
+
+
+class RecordGate:
+    """Maxima of the last few blocks of surprises; `bar` is what a record must beat."""
+
+    __slots__ = ("current", "maxima", "seen")
+
+    def __init__(self) -> None:
+        self.maxima: list[float] = []  # one per completed block, oldest first
+        self.current = 0.0  # maximum of the block being filled
+        self.seen = 0
+
+    def __getstate__(self) -> tuple:
+        return (self.maxima, self.current, self.seen)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.maxima, self.current, self.seen = state
+
+    def bar(self) -> float:
+        return max(self.current, max(self.maxima, default=0.0))
+
+    def add(self, surprise: float, window: int, blocks: int = 10) -> None:
+        """Remember `surprise`; the bar covers the last `window` readings (to a block)."""
+        self.current = max(self.current, surprise)
+        self.seen += 1
+        if self.seen % max(window // blocks, 1) == 0:
+            self.maxima.append(self.current)
+            self.current = 0.0
+            if len(self.maxima) > blocks:
+                del self.maxima[0]

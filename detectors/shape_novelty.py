@@ -1,0 +1,275 @@
+"""Novelty of a sensor's recent trajectory, times the rarity of its value: anomstream's default.
+
+Why this design (measured on the NAB corpus, see docs/benchmarks.md):
+
+- Faults show up as *shapes* not seen before — a spike, a level never visited, a flat line, a
+  burst of noise. Each reading is described by a coarse picture of the recent trajectory (the
+  value and the means of the last `blocks` blocks of `block_size` readings), compared with a
+  small library of prototype pictures learned online, adaptive-resonance style
+  (`PrototypeLibrary`). Distances are in units of the range seen so far (comparable across
+  sensors; a value outside the familiar range is novel by construction) and relative to their
+  long-run mean (a sensor that is always a little novel needs more).
+- A shape can be new while the value is an old acquaintance (a load spike that comes back every
+  few hours): the novelty is multiplied by the value's *rarity* (`ValueHistogram`) raised to
+  `rarity_power`. A stuck sensor reads a familiar value, so a run of identical readings on a
+  sensor that rarely repeats itself adds its own term.
+- A young model meets new shapes all the time (its first load cycles): the surprise is scaled
+  by its *maturity*, the recent share of pictures that matched a prototype, and ramps in over
+  the `grace` readings after the first `grace`.
+- One fault yields many surprising readings; an operator wants one alarm, and NAB charges every
+  extra one outside a label window. Only a *record* — the most surprising reading of the last
+  `dead_time` (`RecordGate`) — keeps its score ``1 - exp(-surprise / scale)``; echoes are capped
+  at 0.99999, below the NAB-optimal thresholds (~0.999997). For the service's alert policy,
+  `AlertHold` gives scores a floor that keeps a persisting fault's alert open.
+
+State per sensor (`ShapeState`): under 5 KB pickled with the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from river.base import AnomalyDetector
+
+from detectors.shape_state import ShapeState
+
+__all__ = ["ShapeNovelty"]
+
+_RARE_REPEATS = 0.05  # sensors repeating a value more often than this are never "stuck"
+_REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readings of memory)
+# Echoes (surprising readings that are not records) are capped at five nines: above the
+# service's alert threshold (0.9999), so a persisting fault keeps its alert open, yet below
+# every record worth an alarm of its own (NAB's optimal thresholds here are ~0.999997).
+_ECHO_CAP = 1.0 - 1e-5
+_MATURITY_ALPHA = 0.01  # weight of the EW share of pictures matching a prototype
+
+
+class ShapeNovelty(AnomalyDetector):
+    """Trajectory novelty times value rarity, reported only for records; a score in [0, 1].
+
+    Parameters
+    ----------
+    block_size
+        Readings averaged into one block of the trajectory picture.
+    blocks
+        Blocks in the picture (with the current value: `blocks + 1` numbers).
+    prototypes
+        Size of the prototype library per feature.
+    vigilance
+        Distance (in range units) under which a picture refines its nearest prototype instead
+        of becoming a new one.
+    learning_rate
+        How far a matched prototype moves towards the picture.
+    novelty_floor
+        Added to the long-run mean novelty before dividing by it; mixes absolute and relative
+        novelty (small: mostly relative).
+    novelty_alpha
+        Weight of the long-run EW mean novelty.
+    rarity_bins
+        Histogram bins over the range of the first `grace` readings (the grid coarsens itself
+        when values spread over more than four times as many).
+    rarity_power
+        Exponent of the value rarity in the surprise.
+    rarity_memory
+        Readings between halvings of the histogram counts (old regimes fade out).
+    stuck_run
+        Identical readings in a row that make a moving sensor "stuck".
+    stuck_weight
+        A stuck run adds `stuck_weight * stuck_run` to the surprise (constant: one record, one
+        alarm; the echoes that follow keep the alert open).
+    hold_z
+        While the mean of the last `block_size` readings is this many baseline standard
+        deviations from the long-run baseline, scores are held at 0.99995 (a level shift or a
+        drift keeps its alert open while it lasts).
+    max_stuck
+        Longest run of identical readings still treated as a stuck sensor; beyond it,
+        repeating is the sensor's new normal.
+    dead_time
+        A reading keeps its score only if it is the most surprising of this many readings.
+    scale
+        Surprise that maps to a score of 1 - 1/e.
+    grace
+        Readings per feature learned before any non-zero score; surprise then ramps in over
+        as many readings again.
+
+    Examples
+    --------
+    >>> import math, random
+    >>> rng = random.Random(42)
+    >>> model = ShapeNovelty()
+    >>> for i in range(2000):
+    ...     model.learn_one({"value": math.sin(i / 20) + rng.gauss(0, 0.05)})
+    >>> model.score_one({"value": math.sin(2000 / 20)}) < 0.99
+    True
+    >>> model.score_one({"value": 5.0}) > 0.9999999
+    True
+
+    Right after that spike, the same spike again is an echo: capped below a new alarm.
+
+    >>> model.learn_one({"value": 5.0})
+    >>> model.score_one({"value": 5.0}) <= 0.99999
+    True
+    """
+
+    def __init__(
+        self,
+        block_size: int = 9,
+        blocks: int = 8,
+        prototypes: int = 32,
+        vigilance: float = 0.1,
+        learning_rate: float = 0.03,
+        novelty_floor: float = 0.02,
+        novelty_alpha: float = 0.001,
+        rarity_bins: int = 20,
+        rarity_power: float = 2.0,
+        rarity_memory: int = 2000,
+        stuck_run: int = 10,
+        stuck_weight: float = 10.0,
+        hold_z: float = 4.0,
+        max_stuck: int = 2000,
+        dead_time: int = 100,
+        scale: float = 6.0,
+        grace: int = 150,
+    ) -> None:
+        self.block_size = block_size
+        self.blocks = blocks
+        self.prototypes = prototypes
+        self.vigilance = vigilance
+        self.learning_rate = learning_rate
+        self.novelty_floor = novelty_floor
+        self.novelty_alpha = novelty_alpha
+        self.rarity_bins = rarity_bins
+        self.rarity_power = rarity_power
+        self.rarity_memory = rarity_memory
+        self.stuck_run = stuck_run
+        self.stuck_weight = stuck_weight
+        self.hold_z = hold_z
+        self.max_stuck = max_stuck
+        self.dead_time = dead_time
+        self.scale = scale
+        self.grace = grace
+        self._features: dict[Any, ShapeState] = {}
+
+    @classmethod
+    def _unit_test_params(cls) -> Any:
+        yield {}
+        yield {
+            "block_size": 2,
+            "blocks": 4,
+            "prototypes": 8,
+            "dead_time": 50,
+            "grace": 10,
+            "stuck_run": 3,
+        }
+
+    # -- the picture and its novelty (pure) ------------------------------------------------------
+    def _picture(self, s: ShapeState, v: float) -> np.ndarray | None:
+        span = self.blocks * self.block_size
+        if len(s.ring) < span:
+            return None
+        window = np.array(s.ring[1:] + [v]).reshape(self.blocks, self.block_size).mean(axis=1)
+        return np.append(window[::-1], v)  # newest block first, then the value itself
+
+    @staticmethod
+    def _novelty(s: ShapeState, picture: np.ndarray) -> tuple[float, int]:
+        """(distance to the nearest prototype in range units, its index or -1)."""
+        distance, j = s.library.nearest(picture)
+        if j < 0:
+            return 1.0, -1
+        # the range *before* this reading: a value far outside it is far in range units
+        return distance / max(s.hi - s.lo, 1e-9), j
+
+    def _surprise(self, s: ShapeState, novelty: float, v: float) -> float:
+        """Relative shape novelty times value rarity: both must be unusual to score high.
+
+        A stuck sensor is the exception: its value is a familiar one, so rarity would hide it.
+        A run of identical readings on a sensor that rarely repeats itself adds its own term.
+        """
+        rarity = s.values.rarity(v)
+        surprise = novelty / (self.novelty_floor + s.avg) * rarity**self.rarity_power
+        # a model that still meets new shapes all the time cannot tell a fault from its own
+        # ignorance (the first load cycles): its surprise counts for less
+        surprise *= s.maturity * min(1.0, (s.n - self.grace) / self.grace)
+        repeats = s.repeats + 1 if s.ring and v == s.ring[-1] else 0
+        if repeats >= self.stuck_run and s.repeat_share < _RARE_REPEATS:
+            # constant, not growing with the run: one record (one alarm), then held echoes
+            surprise += self.stuck_weight * self.stuck_run
+        return surprise
+
+    # -- River API -------------------------------------------------------------------------------
+    def score_one(self, x: dict) -> float:
+        best = 0.0
+        for name, value in x.items():
+            s = self._features.get(name)
+            if s is None or s.n < self.grace:
+                continue
+            v = float(value)
+            picture = self._picture(s, v)
+            if picture is None:
+                continue
+            novelty, _ = self._novelty(s, picture)
+            best = max(best, self._score(s, self._surprise(s, novelty, v), v))
+        return best
+
+    def _score(self, s: ShapeState, surprise: float, v: float) -> float:
+        level = 1.0 - math.exp(-surprise / self.scale)
+        if surprise > s.records.bar():
+            return level
+        return max(min(level, _ECHO_CAP), s.hold.floor(self._recent(s, v), s.n, self.hold_z))
+
+    def _recent(self, s: ShapeState, v: float) -> float:
+        """Mean of the last `block_size` readings, this one included."""
+        if len(s.ring) < self.block_size - 1:
+            return v
+        return (sum(s.ring[1 - self.block_size :]) + v) / self.block_size
+
+    def learn_one(self, x: dict) -> None:
+        for name, value in x.items():
+            self._learn(self._state(name), float(value))
+
+    def score_learn_one(self, x: dict) -> float:
+        """`score_one(x)` then `learn_one(x)` in one pass (the service's hot path)."""
+        best = 0.0
+        for name, value in x.items():
+            best = max(best, self._learn(self._state(name), float(value)))
+        return best
+
+    def _state(self, name: Any) -> ShapeState:
+        s = self._features.get(name)
+        if s is None:
+            s = self._features[name] = ShapeState(self.blocks + 1)
+        return s
+
+    def _learn(self, s: ShapeState, v: float) -> float:
+        """Learn one reading; return the score it had before (what `score_one` gives)."""
+        score = 0.0
+        picture = self._picture(s, v)
+        if picture is not None:
+            novelty, j = self._novelty(s, picture)
+            surprise = 0.0
+            if s.n >= self.grace:
+                surprise = self._surprise(s, novelty, v)
+                score = self._score(s, surprise, v)
+            s.records.add(surprise, self.dead_time)
+            s.avg += self.novelty_alpha * (novelty - s.avg)
+            matched = j if novelty < self.vigilance else -1
+            s.maturity += _MATURITY_ALPHA * ((matched >= 0) - s.maturity)
+            s.library.learn(picture, matched, self.learning_rate, self.prototypes, s.n)
+        s.hold.update(v, self._recent(s, v), s.values.rarity(v), score, s.n, self.dead_time)
+        repeated = bool(s.ring) and v == s.ring[-1]
+        s.repeats = s.repeats + 1 if repeated else 0
+        # a stuck run must not teach "this sensor repeats itself" — unless it lasts so long
+        # that it is the sensor's new normal
+        if not self.stuck_run <= s.repeats <= self.max_stuck:
+            s.repeat_share += _REPEAT_ALPHA * (repeated - s.repeat_share)
+        s.ring.append(v)
+        if len(s.ring) > self.blocks * self.block_size:
+            del s.ring[0]
+        if s.n == self.grace:
+            s.values.start(s.hi - s.lo, self.rarity_bins)
+        s.values.add(v, 4 * self.rarity_bins, self.rarity_memory)
+        s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+        s.n += 1
+        return score

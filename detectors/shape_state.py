@@ -1,0 +1,54 @@
+"""What `ShapeNovelty` learns about one sensor; slots keep the pickle small."""
+
+from __future__ import annotations
+
+import math
+
+from detectors.alert_hold import AlertHold
+from detectors.prototype_library import PrototypeLibrary
+from detectors.record_gate import RecordGate
+from detectors.value_histogram import ValueHistogram
+
+__all__ = ["ShapeState"]
+
+
+class ShapeState:
+    """The learned state of one sensor (see `ShapeNovelty` for what each part is for)."""
+
+    __slots__ = (
+        "avg",
+        "hi",
+        "hold",
+        "library",
+        "lo",
+        "maturity",
+        "n",
+        "records",
+        "repeat_share",
+        "repeats",
+        "ring",
+        "values",
+    )
+
+    def __init__(self, width: int) -> None:
+        self.n = 0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.ring: list[float] = []  # the last blocks * block_size readings, oldest first
+        self.library = PrototypeLibrary(width)
+        # EW mean of the novelty, from 0 with a fixed weight (no 1/n start): a young model's
+        # novelty is judged mostly in absolute terms until its own history means something.
+        self.avg = 0.0
+        self.values = ValueHistogram()
+        self.repeats = 0  # readings equal to the one before, in a row
+        self.repeat_share = 0.0  # EW share of readings equal to the one before
+        self.records = RecordGate()
+        self.hold = AlertHold()
+        self.maturity = 0.0  # EW share of pictures that matched a prototype: 0 for a new model
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
