@@ -31,38 +31,12 @@ from typing import Any
 
 import numpy as np
 import orjson
+from _common import create_topics as _create  # bench/ is on sys.path when run as a script
+from _common import produce as _produce
+from _common import records as _records
 from kafka import KafkaConsumer, KafkaProducer
 
 ROLES = ("bare", "naive", "service")
-
-
-def _records(count: int, machines: int, seed: int) -> list[tuple[bytes, bytes]]:
-    from stream.simulator import Simulator
-
-    sim = Simulator(machines=machines, seed=seed, fault_rate=2.0)
-    return [(r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)]
-
-
-def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float = 0.0) -> float:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, batch_size=65536)
-    started = time.perf_counter()
-    for i, (key, value) in enumerate(records):
-        if rate and i % 100 == 0:
-            ahead = started + i / rate - time.perf_counter()
-            if ahead > 0:
-                time.sleep(ahead)
-        producer.send(topic, key=key, value=value)
-    producer.flush()
-    producer.close()
-    return time.perf_counter() - started
-
-
-def _create(bootstrap: str, topics: list[str], partitions: int) -> None:
-    from stream.config import load_config
-    from stream.kafka_io import ensure_topics
-
-    config = load_config(environ={}, overrides={"kafka.bootstrap_servers": bootstrap, "kafka.topic_partitions": partitions})
-    ensure_topics(config.kafka, topics)
 
 
 # ----------------------------------------------------------------------------- consumer roles
@@ -157,11 +131,13 @@ DETECTOR = {"name": "default"}  # set from --detector in the child process
 
 
 def _setup_service(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
+    """anomstream's Service wired as `stream.app.serve` wires it: checkpoints on (default)."""
     from prometheus_client import CollectorRegistry
 
+    from stream.checkpoint import Checkpointer, changelog_reader
     from stream.config import load_config
     from stream.http import Health
-    from stream.kafka_io import make_consumer, make_producer
+    from stream.kafka_io import ensure_topics, make_consumer, make_producer
     from stream.metrics import Metrics
     from stream.pipeline import Pipeline
     from stream.service import Service
@@ -170,8 +146,12 @@ def _setup_service(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
         "kafka.bootstrap_servers": bootstrap, "kafka.input_topics": [topic], "kafka.group_id": group,
         "kafka.alert_topic": f"{topic}-alerts", "kafka.dlq_topic": f"{topic}-dlq",
         "kafka.session_timeout_ms": 6000, "detector.name": DETECTOR["name"],
+        "state.changelog_topic": f"{topic}-{group}-state", "state.signing_key": "bench-signing-key-0123456789",
     })
+    ensure_topics(config.kafka, [config.state.changelog_topic], compacted=[config.state.changelog_topic])
     metrics = Metrics(CollectorRegistry())
+    pipeline = Pipeline(config, metrics=metrics)
+    producer = make_producer(config.kafka)
     alerts = [0]
 
     def count(out: Any) -> None:
@@ -179,8 +159,9 @@ def _setup_service(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
 
     service = Service(
         config, consumer_factory=lambda listener: make_consumer(config.kafka, listener=listener),
-        producer=make_producer(config.kafka), pipeline=Pipeline(config, metrics=metrics),
-        metrics=metrics, health=Health(), on_output=count,
+        producer=producer, pipeline=pipeline, metrics=metrics, health=Health(), on_output=count,
+        checkpointer=Checkpointer(config, store=pipeline.models, producer=producer, metrics=metrics,
+                                  reader_factory=changelog_reader(config)),
     )
     return {"consumer": service.consumer, "process": service.process, "close": service.close,
             "alerts": lambda: alerts[0]}

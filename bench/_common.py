@@ -1,0 +1,49 @@
+"""Helpers shared by the broker benchmarks (bench/e2e.py, bench/state.py): simulated records,
+producing a backlog, creating topics.
+
+The benchmarks are scripts run as `.venv/bin/python bench/<name>.py`, so `bench/` is on
+`sys.path` and they import this module as `_common`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from kafka import KafkaProducer
+
+__all__ = ["create_topics", "produce", "records"]
+
+
+def records(count: int, machines: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """`count` simulated telemetry records as (key, value), round-robin over `machines`."""
+    from stream.simulator import Simulator
+
+    sim = Simulator(machines=machines, seed=seed, fault_rate=2.0)
+    return [(r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)]
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float = 0.0) -> float:
+    """Send `records` (at `rate` per second, or as fast as possible); returns the seconds taken."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, batch_size=65536)
+    started = time.perf_counter()
+    for i, (key, value) in enumerate(records):
+        if rate and i % 100 == 0:
+            ahead = started + i / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    from stream.config import load_config
+    from stream.kafka_io import ensure_topics
+
+    # Only the Kafka section matters here; state off so no signing key is needed to build it.
+    config = load_config(environ={}, overrides={
+        "kafka.bootstrap_servers": bootstrap, "kafka.topic_partitions": partitions, "state.enabled": False,
+    })
+    ensure_topics(config.kafka, topics)
