@@ -104,13 +104,19 @@ def read_topic(
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "") -> Any:
+    """Poll `condition` until truthy. Connection and parse errors count as "not yet"; an
+    AssertionError (say, the process under test died) ends the wait at once."""
     deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
     while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
+        try:
+            value = condition()
+            if value:
+                return value
+        except (OSError, ValueError, LookupError) as exc:  # not up yet: refused, 503, partial
+            last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_exc}")
 
 
 @dataclass
@@ -157,7 +163,7 @@ def running_service(config: Config) -> Iterator[RunningService]:
                 config, stop=stop, registry=new_registry(),
                 on_output=handle.outputs.append, on_listening=on_listening,
             )
-        except BaseException as exc:  # surfaced to the test by wait_consumed / on exit
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test by wait_consumed / on exit
             handle.error = exc
             listening.set()
 

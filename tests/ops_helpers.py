@@ -7,9 +7,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,6 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+from kafka_helpers import wait_until
+
+from stream.broker import free_port
 
 __all__ = [
     "ALERTMANAGER_YML",
@@ -79,12 +80,6 @@ def run_tool(
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=input, check=False
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load_yaml(path: Path) -> Any:
@@ -214,22 +209,6 @@ def exported_sample_names(families: Iterable[Any]) -> set[str]:
 def http_json(url: str, timeout: float = 5.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read().decode())
-
-
-def wait_until(condition: Any, timeout: float, interval: float = 0.25, what: str = "") -> Any:
-    """Poll `condition` until truthy. Connection and parse errors count as "not yet"; an
-    AssertionError (say, the process under test died) ends the wait at once."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except (OSError, ValueError, LookupError) as exc:  # not up yet: refused, 503, partial
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_exc}")
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:

@@ -45,8 +45,8 @@ from ops_helpers import (
     stop_process,
     wait_until,
 )
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
+from stream.app import new_registry
 from stream.cli import build_parser
 from stream.metrics import Metrics
 from stream.options import config_from_args
@@ -421,11 +421,8 @@ def test_example_webhook_receiver_logs_each_alert(tmp_path: Path) -> None:
 def _known_sample_names() -> set[str]:
     """What anomstream's /metrics can contain: its own Metrics plus prometheus_client's default
     collectors, built on a fresh registry exactly as the service builds them."""
-    registry = CollectorRegistry()
+    registry = new_registry()
     Metrics(registry)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
     # `up` is written by Prometheus itself for every target.
     return exported_sample_names(registry.collect()) | {"up"}
 
