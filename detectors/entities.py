@@ -131,12 +131,14 @@ class ModelStore:
         idle_ttl: float = 0.0,
         codec: Codec | None = None,
         factory: Callable[[str, Mapping[str, Any], int], AnomalyDetector] | None = None,
+        on_thaw: Callable[[str, MachineState], None] | None = None,
     ) -> None:
         self.default = default
         self.rules = tuple(rules)
         self.max_entities = max_entities
         self.idle_ttl = idle_ttl
         self.codec = codec
+        self.on_thaw = on_thaw  # told about every machine restored from its signed state
         self._factory = factory or (lambda name, params, seed: build_detector(name, params, seed=seed))
         self._live: OrderedDict[str, MachineState] = OrderedDict()
         self._cold: dict[str, tuple[int, bytes]] = {}  # machine -> (partition, signed state)
@@ -247,6 +249,8 @@ class ModelStore:
             log.warning("state of machine %r rejected (%s): starting fresh", machine, exc)
             return None
         self.restored += 1
+        if self.on_thaw is not None:
+            self.on_thaw(machine, state)
         log.debug("restored machine %r: %d readings up to %s@%d", machine, state.readings, state.topic, state.offset)
         return state
 
@@ -275,13 +279,15 @@ class ModelStore:
             return  # already live here: in memory is at least as new as the changelog
         self._cold[machine] = (partition, data)
 
-    def drop_partitions(self, partitions: Iterable[int]) -> int:
-        """Forget machines of partitions this instance no longer owns (already checkpointed)."""
+    def drop_partitions(self, partitions: Iterable[int]) -> list[tuple[str, MachineState]]:
+        """Forget machines of partitions this instance no longer owns (already checkpointed);
+        returns the live ones dropped."""
         gone = set(partitions)
-        dropped = [m for m, st in self._live.items() if st.partition in gone]
-        for machine in dropped:
-            self._entity_count -= len(self._live.pop(machine).entities)
+        dropped = [(m, st) for m, st in self._live.items() if st.partition in gone]
+        for machine, state in dropped:
+            del self._live[machine]
+            self._entity_count -= len(state.entities)
         for machine in [m for m, (p, _) in self._cold.items() if p in gone]:
             del self._cold[machine]
             self._unwritten.discard(machine)
-        return len(dropped)
+        return dropped

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from detectors.entities import MACHINE_WIDE, MachineState, ModelStore
-from detectors.policy import AlertPolicy, Transition
+from detectors.policy import FIRING, AlertPolicy, Transition
 from stream import __version__
 from stream.alerts import AlertSource, OutgoingMessage, build_alert
 from stream.config import Config
@@ -72,6 +72,7 @@ class Pipeline:
         self.models = models if models is not None else ModelStore.from_config(
             config.detector, idle_ttl=config.state.idle_ttl_seconds, codec=codec_from_config(config.state)
         )
+        self.models.on_thaw = self._restored
         self.policy = AlertPolicy.from_config(config.alerts)
         self._machine_mode = config.detector.entity == "machine"
         self._warmup = config.detector.warmup
@@ -151,6 +152,25 @@ class Pipeline:
         # A machine alerts only on sensors past warm-up; it is "warm" once any sensor is.
         return best, sensor_scores, bool(sensor_scores)
 
+    def _restored(self, machine: str, state: MachineState) -> None:
+        """A machine restored from a checkpoint may have an alert open: show it as firing."""
+        if state.policy.phase == FIRING:
+            self.metrics.alerts_firing.labels(machine, state.policy.severity).set(1)
+
+    def release(self, partitions: Iterable[int]) -> int:
+        """Drop the machines of partitions handed to another instance, which now reports them."""
+        dropped = self.models.drop_partitions(partitions)
+        for machine, state in dropped:
+            if state.policy.phase == FIRING:
+                self._remove_firing(machine, state.policy.severity)
+        return len(dropped)
+
+    def _remove_firing(self, machine: str, severity: str) -> None:
+        try:
+            self.metrics.alerts_firing.remove(machine, severity)
+        except KeyError:
+            pass  # fired before a restart of a state-less instance: the gauge never saw it
+
     def _alert(
         self, transition: Transition, reading: Reading, record: RecordLike, now: float
     ) -> OutgoingMessage:
@@ -161,10 +181,7 @@ class Pipeline:
         if transition.status == "firing":
             gauge.labels(reading.machine, transition.severity).set(1)
         else:
-            try:
-                gauge.remove(reading.machine, transition.severity)
-            except KeyError:
-                pass  # fired before a restart: the gauge never saw it
+            self._remove_firing(reading.machine, transition.severity)
         self.metrics.alerts.labels(transition.severity, transition.status).inc()
         return build_alert(
             transition,

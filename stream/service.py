@@ -193,7 +193,7 @@ class Service:
         lost, gained = self._owned - now_owned, now_owned - self._owned
         self._owned = now_owned
         if lost:
-            dropped = self.pipeline.models.drop_partitions(lost)
+            dropped = self.pipeline.release(lost)
             log.info("released state of partitions %s (%d live machines)", sorted(lost), dropped)
         if gained and self.checkpointer is not None:
             self._restoring = True

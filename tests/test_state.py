@@ -114,3 +114,26 @@ def test_replayed_readings_covered_by_restored_state_are_skipped() -> None:
     state = second.models.machine("m1", 0, now=0.0)
     assert state.readings == 60 and state.entities["x"].learned == 60
     assert out.offsets == {("telemetry", 0): 60}
+
+
+def test_open_alerts_follow_their_state_across_restore_and_release() -> None:
+    import random
+
+    config = load_config(environ={}, overrides={"state.signing_key": TEST_SIGNING_KEY, "detector.warmup": 50})
+    rng = random.Random(3)
+    records = [_record(i, rng.gauss(0.0, 1.0)) for i in range(400)]
+    records += [_record(400 + i, 50.0 + rng.gauss(0.0, 1.0)) for i in range(5)]  # a level shift
+    first_registry = CollectorRegistry()
+    first = Pipeline(config, metrics=Metrics(first_registry), clock=FakeClock())
+    assert any(m for o in [first.process(records)] for m in o.alerts)
+    labels = {"machine": "m1", "severity": "critical"}
+    assert first_registry.get_sample_value("anomstream_alerts_firing", labels) == 1
+
+    registry = CollectorRegistry()
+    second = Pipeline(config, metrics=Metrics(registry), clock=FakeClock())
+    for machine, partition, data in first.models.take_changes():
+        second.models.install(machine, partition, data)
+    second.process([_record(405, 50.0)])  # the machine's next reading restores it, still firing
+    assert registry.get_sample_value("anomstream_alerts_firing", labels) == 1
+    assert second.release([0]) == 1  # its partition moved away: the new owner reports it now
+    assert registry.get_sample_value("anomstream_alerts_firing", labels) is None
