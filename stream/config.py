@@ -186,6 +186,7 @@ class StateConfig:
     changelog_topic: str = "anomstream.state"
     # Secrets stay out of repr() and logs.
     signing_key: str = field(default="", repr=False)
+    signing_key_file: str = ""  # read the key from this file instead (Docker/Kubernetes secrets)
     previous_signing_keys: tuple[str, ...] = field(default=(), repr=False)
     checkpoint_interval_seconds: float = 5.0
     checkpoint_readings: int = 50000
@@ -299,7 +300,22 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)
+    _read_key_file(tree.get("state"))
     return _build(Config, tree, "")
+
+
+def _read_key_file(state: Any) -> None:
+    """`state.signing_key_file` -> `state.signing_key`, so the key never has to sit in the
+    environment (visible in `docker inspect`, /proc/<pid>/environ)."""
+    if not isinstance(state, dict) or not state.get("signing_key_file"):
+        return
+    path = state["signing_key_file"]
+    if state.get("signing_key"):
+        raise ConfigError("state.signing_key_file", "set signing_key or signing_key_file, not both")
+    try:
+        state["signing_key"] = Path(path).read_text("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("state.signing_key_file", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -84,3 +84,15 @@ def test_state_needs_a_signing_key_that_stays_secret() -> None:
     config = load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY": secret})
     assert secret not in repr(config)
     assert load_config(environ={"ANOMSTREAM_STATE__ENABLED": "false"}).state.enabled is False
+
+
+def test_signing_key_can_come_from_a_secret_file(tmp_path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("from-a-mounted-secret-file\n")
+    config = load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY_FILE": str(secret)})
+    assert config.state.signing_key == "from-a-mounted-secret-file"
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY_FILE": str(secret), **KEY})
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY_FILE": str(tmp_path / "missing")})
+    assert info.value.key == "state.signing_key_file"
