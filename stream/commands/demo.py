@@ -59,11 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def format_alert(message: OutgoingMessage) -> str:
+    """One line per alert. Scores are tail probabilities, so the line shows how rare the peak
+    reading was (p = 1 - score), which says more than a score printed as 1.00000."""
     alert = orjson.loads(message.value)
     sensors = ", ".join(s["name"] for s in alert["sensors"])
+    tail = 1.0 - alert["score"]
+    rarity = "p<1e-15" if tail < 1e-15 else f"p={tail:.0e}"
     return (
         f"{alert['event_time'][11:23]}  {alert['status'].upper():<8}  {alert['severity']:<8}  "
-        f"{alert['machine_id']:<10}  {sensors:<28}  score {alert['score']:.5f}  id {alert['alert_id'][:12]}"
+        f"{alert['machine_id']:<13}  {sensors:<26}  {rarity:<8}  id {alert['alert_id'][:12]}"
     )
 
 
