@@ -60,8 +60,10 @@ class AlertHold:
     ) -> None:
         """Learn reading `now`, which scored `score`; an alarm opens a keep window of `window`
         readings, an unusual reading extends an open one."""
-        unusual = self.deviation(recent) >= _KEEP_Z or rarity >= _KEEP_RARITY
-        if score >= HOLD or (now < self.keep_until and unusual):
+        # "unusual" only matters inside an open keep window: the deviation is computed only there
+        if score >= HOLD or (
+            now < self.keep_until and (rarity >= _KEEP_RARITY or self.deviation(recent) >= _KEEP_Z)
+        ):
             self.keep_until = now + window
         self.seen += 1
         a = max(_BASE_ALPHA, 1.0 / self.seen)

@@ -32,19 +32,25 @@ class PrototypeLibrary:
 
     def nearest(self, vector: np.ndarray) -> tuple[float, int]:
         """(root-mean-square distance to the nearest prototype, its index); (inf, -1) if empty."""
-        if not len(self.protos):
+        protos = self.protos
+        if not len(protos):
             return math.inf, -1
-        diff = self.protos - vector
+        diff = protos - vector
         d2 = np.einsum("ij,ij->i", diff, diff)
-        j = int(np.argmin(d2))
-        return math.sqrt(d2[j] / len(vector)), j
+        # array methods and `item`: the same values as `np.argmin` and `d2[j]`, without the
+        # wrappers (this runs once per reading)
+        j = int(d2.argmin())
+        return math.sqrt(d2.item(j) / vector.shape[0]), j
 
     def learn(
         self, vector: np.ndarray, matched: int, learning_rate: float, capacity: int, now: int
     ) -> None:
         """Move prototype `matched` towards `vector`, or store `vector` when `matched` is -1."""
         if matched >= 0:
-            self.protos[matched] += learning_rate * (vector - self.protos[matched])
+            row = self.protos[matched]  # a view: updated in place
+            step = vector - row
+            step *= learning_rate  # in place: no second temporary array
+            row += step
             self.last_used[matched] = now
         elif len(self.protos) < capacity:
             self.protos = np.vstack([self.protos, vector])

@@ -8,6 +8,10 @@ costs `blocks` floats instead of N, whatever N is.
 
 from __future__ import annotations
 
+# Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
+# as much as the arithmetic around it, and `a if a < b else b` gives exactly min(b, a)'s result.
+# ruff: noqa: FURB136, PLR1730
+
 __all__ = ["RecordGate"]
 
 
@@ -28,11 +32,13 @@ class RecordGate:
         self.maxima, self.current, self.seen = state
 
     def bar(self) -> float:
-        return max(self.current, max(self.maxima, default=0.0))
+        older = max(self.maxima, default=0.0)
+        return older if older > self.current else self.current  # max(current, older)
 
     def add(self, surprise: float, window: int, blocks: int = 10) -> None:
         """Remember `surprise`; the bar covers the last `window` readings (to a block)."""
-        self.current = max(self.current, surprise)
+        if surprise > self.current:  # max(self.current, surprise)
+            self.current = surprise
         self.seen += 1
         if self.seen % max(window // blocks, 1) == 0:
             self.maxima.append(self.current)

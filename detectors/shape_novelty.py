@@ -35,7 +35,13 @@ from river.base import AnomalyDetector
 
 from detectors.shape_state import ShapeState
 
+# Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
+# as much as the arithmetic around it, and `a if a < b else b` gives exactly min(b, a)'s result.
+# ruff: noqa: FURB136, PLR1730
+
 __all__ = ["ShapeNovelty"]
+
+_add_reduce = np.add.reduce  # `np.sum` without its Python wrapper
 
 _RARE_REPEATS = 0.05  # sensors repeating a value more often than this are never "stuck"
 _REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readings of memory)
@@ -166,11 +172,24 @@ class ShapeNovelty(AnomalyDetector):
 
     # -- the picture and its novelty (pure) ------------------------------------------------------
     def _picture(self, s: ShapeState, v: float) -> np.ndarray | None:
-        span = self.blocks * self.block_size
-        if len(s.ring) < span:
+        """The value and the means of the last `blocks` blocks, newest block first; None until
+        the ring is full."""
+        blocks, size = self.blocks, self.block_size
+        ring = s.ring
+        if len(ring) < blocks * size:
             return None
-        window = np.array(s.ring[1:] + [v]).reshape(self.blocks, self.block_size).mean(axis=1)
-        return np.append(window[::-1], v)  # newest block first, then the value itself
+        readings = ring[1:] + [v]
+        window = np.fromiter(readings, float, len(readings))  # faster than np.array on a list
+        window.shape = (blocks, size)
+        picture = np.empty(blocks + 1)
+        # `np.add.reduce(...) / size` is exactly what `window.mean(axis=1)` computes, without
+        # `mean`'s Python-level dispatch; reducing the rows in reverse puts the newest block first
+        # without another array
+        means = picture[:blocks]
+        _add_reduce(window[::-1], axis=1, out=means)
+        means /= size
+        picture[blocks] = v
+        return picture
 
     @staticmethod
     def _novelty(s: ShapeState, picture: np.ndarray) -> tuple[float, int]:
@@ -179,20 +198,24 @@ class ShapeNovelty(AnomalyDetector):
         if j < 0:
             return 1.0, -1
         # the range *before* this reading: a value far outside it is far in range units
-        return distance / max(s.hi - s.lo, 1e-9), j
+        span = s.hi - s.lo
+        return distance / (1e-9 if 1e-9 > span else span), j  # max(span, 1e-9)
 
-    def _surprise(self, s: ShapeState, novelty: float, v: float) -> float:
-        """Relative shape novelty times value rarity: both must be unusual to score high.
+    def _surprise(self, s: ShapeState, novelty: float, v: float, rarity: float) -> float:
+        """Relative shape novelty times value rarity (`rarity` = `s.values.rarity(v)`): both
+        must be unusual to score high.
 
         A stuck sensor is the exception: its value is a familiar one, so rarity would hide it.
         A run of identical readings on a sensor that rarely repeats itself adds its own term.
         """
-        rarity = s.values.rarity(v)
         surprise = novelty / (self.novelty_floor + s.avg) * rarity**self.rarity_power
         # a model that still meets new shapes all the time cannot tell a fault from its own
         # ignorance (the first load cycles): its surprise counts for less
-        surprise *= s.maturity * min(1.0, (s.n - self.grace) / self.grace)
-        repeats = s.repeats + 1 if s.ring and v == s.ring[-1] else 0
+        grace = self.grace
+        ramp = (s.n - grace) / grace
+        surprise *= s.maturity * (ramp if ramp < 1.0 else 1.0)  # min(1.0, ramp)
+        ring = s.ring
+        repeats = s.repeats + 1 if ring and v == ring[-1] else 0
         if repeats >= self.stuck_run and s.repeat_share < _RARE_REPEATS:
             # constant, not growing with the run: one record (one alarm), then held echoes
             surprise += self.stuck_weight * self.stuck_run
@@ -210,20 +233,26 @@ class ShapeNovelty(AnomalyDetector):
             if picture is None:
                 continue
             novelty, _ = self._novelty(s, picture)
-            best = max(best, self._score(s, self._surprise(s, novelty, v), v))
+            surprise = self._surprise(s, novelty, v, s.values.rarity(v))
+            best = max(best, self._score(s, surprise, self._recent(s, v)))
         return best
 
-    def _score(self, s: ShapeState, surprise: float, v: float) -> float:
+    def _score(self, s: ShapeState, surprise: float, recent: float) -> float:
+        """`recent` is `self._recent(s, v)` for the reading scored."""
         level = 1.0 - math.exp(-surprise / self.scale)
         if surprise > s.records.bar():
             return level
-        return max(min(level, _ECHO_CAP), s.hold.floor(self._recent(s, v), s.n, self.hold_z))
+        echo = _ECHO_CAP if _ECHO_CAP < level else level  # min(level, _ECHO_CAP)
+        floor = s.hold.floor(recent, s.n, self.hold_z)
+        return floor if floor > echo else echo  # max(echo, floor)
 
     def _recent(self, s: ShapeState, v: float) -> float:
         """Mean of the last `block_size` readings, this one included."""
-        if len(s.ring) < self.block_size - 1:
+        size = self.block_size
+        ring = s.ring
+        if len(ring) < size - 1:
             return v
-        return (sum(s.ring[1 - self.block_size :]) + v) / self.block_size
+        return (sum(ring[1 - size :]) + v) / size
 
     def learn_one(self, x: dict) -> None:
         for name, value in x.items():
@@ -232,8 +261,12 @@ class ShapeNovelty(AnomalyDetector):
     def score_learn_one(self, x: dict) -> float:
         """`score_one(x)` then `learn_one(x)` in one pass (the service's hot path)."""
         best = 0.0
+        features = self._features
         for name, value in x.items():
-            best = max(best, self._learn(self._state(name), float(value)))
+            s = features.get(name)  # inline lookup: `_state` only for a new sensor
+            score = self._learn(s if s is not None else self._state(name), float(value))
+            if score > best:  # max(best, score)
+                best = score
         return best
 
     def _state(self, name: Any) -> ShapeState:
@@ -244,32 +277,45 @@ class ShapeNovelty(AnomalyDetector):
 
     def _learn(self, s: ShapeState, v: float) -> float:
         """Learn one reading; return the score it had before (what `score_one` gives)."""
+        # both read the state as it was before this reading, and are needed twice below
+        rarity = s.values.rarity(v)
+        recent = self._recent(s, v)
         score = 0.0
         picture = self._picture(s, v)
         if picture is not None:
             novelty, j = self._novelty(s, picture)
             surprise = 0.0
             if s.n >= self.grace:
-                surprise = self._surprise(s, novelty, v)
-                score = self._score(s, surprise, v)
+                surprise = self._surprise(s, novelty, v, rarity)
+                score = self._score(s, surprise, recent)
             s.records.add(surprise, self.dead_time)
             s.avg += self.novelty_alpha * (novelty - s.avg)
             matched = j if novelty < self.vigilance else -1
             s.maturity += _MATURITY_ALPHA * ((matched >= 0) - s.maturity)
             s.library.learn(picture, matched, self.learning_rate, self.prototypes, s.n)
-        s.hold.update(v, self._recent(s, v), s.values.rarity(v), score, s.n, self.dead_time)
-        repeated = bool(s.ring) and v == s.ring[-1]
-        s.repeats = s.repeats + 1 if repeated else 0
+        s.hold.update(v, recent, rarity, score, s.n, self.dead_time)
+        self._learn_value(s, v)
+        return score
+
+    def _learn_value(self, s: ShapeState, v: float) -> None:
+        """The value-level state: repeats, the ring of recent readings, histogram and range."""
+        ring = s.ring
+        repeated = bool(ring) and v == ring[-1]
+        s.repeats = repeats = s.repeats + 1 if repeated else 0
         # a stuck run must not teach "this sensor repeats itself" — unless it lasts so long
         # that it is the sensor's new normal
-        if not self.stuck_run <= s.repeats <= self.max_stuck:
+        if not self.stuck_run <= repeats <= self.max_stuck:
             s.repeat_share += _REPEAT_ALPHA * (repeated - s.repeat_share)
-        s.ring.append(v)
-        if len(s.ring) > self.blocks * self.block_size:
-            del s.ring[0]
-        if s.n == self.grace:
+        ring.append(v)
+        if len(ring) > self.blocks * self.block_size:
+            del ring[0]
+        n = s.n
+        if n == self.grace:
             s.values.start(s.hi - s.lo, self.rarity_bins)
         s.values.add(v, 4 * self.rarity_bins, self.rarity_memory)
-        s.lo, s.hi = min(s.lo, v), max(s.hi, v)
-        s.n += 1
-        return score
+        # min(s.lo, v) and max(s.hi, v)
+        if v < s.lo:
+            s.lo = v
+        if v > s.hi:
+            s.hi = v
+        s.n = n + 1
