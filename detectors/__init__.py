@@ -7,8 +7,8 @@ from detectors.policy import AlertPolicy, PolicyState, Transition
 from detectors.registry import DETECTORS, build_detector
 
 __all__ = [
-    "AlertPolicy",
     "DETECTORS",
+    "AlertPolicy",
     "EWMZScore",
     "ModelStore",
     "PolicyState",

@@ -19,7 +19,7 @@ from detectors.ewm_zscore import EWMZScore
 from detectors.shape_novelty import ShapeNovelty
 from stream.errors import ConfigError
 
-__all__ = ["DetectorSpec", "DETECTORS", "build_detector", "detector_names"]
+__all__ = ["DETECTORS", "DetectorSpec", "build_detector", "detector_names"]
 
 
 @dataclass(frozen=True)
