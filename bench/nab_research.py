@@ -27,6 +27,24 @@ VALUES = {k: read_series(NAB / "data" / k)[1]["value"] for k in CORPUS}
 A, B = folds(list(CORPUS))
 
 
+def _adapt_prototypes(
+    protos: np.ndarray, used: np.ndarray, feat: np.ndarray, j: int, close: bool, t: int, rate: float, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the nearest prototype towards `feat` if it is close, else add `feat` as a new one,
+    replacing the least recently used when the library holds `k` already."""
+    if j >= 0 and close:
+        protos[j] += rate * (feat - protos[j])
+        used[j] = t
+    elif len(protos) < k:
+        protos = np.vstack([protos, feat])
+        used = np.r_[used, t]
+    else:
+        j = int(np.argmin(used))
+        protos[j] = feat
+        used[j] = t
+    return protos, used
+
+
 def ewm(x: np.ndarray, alpha: float) -> np.ndarray:
     """EWMA with y[0] = x[0]: y_t = y_{t-1} + alpha (x_t - y_{t-1})."""
     y, _ = lfilter([alpha], [1, alpha - 1], x, zi=[x[0] * (1 - alpha)])
@@ -161,16 +179,7 @@ def prototype_novelty(
             j, out[t] = -1, 1.0
         if t < warm:
             out[t] = 0.0
-        if j >= 0 and out[t] < vigilance:
-            protos[j] += rate * (feat - protos[j])
-            used[j] = t
-        elif len(protos) < k:
-            protos = np.vstack([protos, feat])
-            used = np.r_[used, t]
-        else:
-            j = int(np.argmin(used))
-            protos[j] = feat
-            used[j] = t
+        protos, used = _adapt_prototypes(protos, used, feat, j, out[t] < vigilance, t, rate, k)
         lo, hi = min(lo, v), max(hi, v)
     return out
 
@@ -235,16 +244,7 @@ def novelty2(
             out[t] = d[j]
         else:
             j, out[t] = -1, 1.0
-        if j >= 0 and out[t] < vigilance:
-            protos[j] += rate * (feat - protos[j])
-            used[j] = t
-        elif len(protos) < k:
-            protos = np.vstack([protos, feat])
-            used = np.r_[used, t]
-        else:
-            j = int(np.argmin(used))
-            protos[j] = feat
-            used[j] = t
+        protos, used = _adapt_prototypes(protos, used, feat, j, out[t] < vigilance, t, rate, k)
         lo, hi = min(lo, v), max(hi, v)
     return out
 
