@@ -1,9 +1,14 @@
-"""Is this the most surprising reading in a while? A constant-size sliding maximum.
+"""Is this the most surprising reading in a while? A constant-size sliding maximum, plus a
+refractory period after an alarm.
 
 One fault makes many surprising readings in a row, and an operator (like the NAB score, which
 charges every extra alarm) wants one alarm for it. `RecordGate` remembers the largest surprise of
 each of the last `blocks` blocks of readings, so "larger than everything in the last ~N readings"
 costs `blocks` floats instead of N, whatever N is.
+
+A growing burst (97, 161, 187, 214, 378 ...) makes a new record at each step. After an alarm-sized
+record, the next `refractory` readings must beat it by a factor (`escalation`) to count as a new
+alarm: a fault that gets much worse still alarms, the same fault climbing does not.
 """
 
 from __future__ import annotations
@@ -18,22 +23,28 @@ __all__ = ["RecordGate"]
 class RecordGate:
     """Maxima of the last few blocks of surprises; `bar` is what a record must beat."""
 
-    __slots__ = ("current", "maxima", "seen")
+    __slots__ = ("alarm", "alarm_until", "current", "maxima", "seen")
 
     def __init__(self) -> None:
         self.maxima: list[float] = []  # one per completed block, oldest first
         self.current = 0.0  # maximum of the block being filled
         self.seen = 0
+        self.alarm = 0.0  # escalated bar after the last alarm-sized record ...
+        self.alarm_until = 0  # ... valid until this reading count
 
     def __getstate__(self) -> tuple:
-        return (self.maxima, self.current, self.seen)
+        return (self.maxima, self.current, self.seen, self.alarm, self.alarm_until)
 
     def __setstate__(self, state: tuple) -> None:
-        self.maxima, self.current, self.seen = state
+        # checkpoints written before the refractory period existed hold three fields
+        self.maxima, self.current, self.seen, self.alarm, self.alarm_until = (*state, 0.0, 0)[:5]
 
     def bar(self) -> float:
         older = max(self.maxima, default=0.0)
-        return older if older > self.current else self.current  # max(current, older)
+        bar = older if older > self.current else self.current  # max(current, older)
+        if self.seen < self.alarm_until and self.alarm > bar:
+            return self.alarm
+        return bar
 
     def add(self, surprise: float, window: int, blocks: int = 10) -> None:
         """Remember `surprise`; the bar covers the last `window` readings (to a block)."""
@@ -45,3 +56,8 @@ class RecordGate:
             self.current = 0.0
             if len(self.maxima) > blocks:
                 del self.maxima[0]
+
+    def alarmed(self, surprise: float, refractory: int, escalation: float) -> None:
+        """A record of `surprise` was an alarm: raise the bar for the next `refractory` readings."""
+        self.alarm = escalation * surprise
+        self.alarm_until = self.seen + refractory

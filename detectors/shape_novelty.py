@@ -94,6 +94,14 @@ class ShapeNovelty(AnomalyDetector):
         repeating is the sensor's new normal.
     dead_time
         A reading keeps its score only if it is the most surprising of this many readings.
+    alarm_surprise
+        A record at least this surprising is an alarm (75: a score of 0.999996, about the
+        NAB-optimal threshold).
+    refractory
+        Readings after an alarm during which a new record must be `escalation` times as
+        surprising as the alarm: a climbing burst alarms once.
+    escalation
+        See `refractory`.
     scale
         Surprise that maps to a score of 1 - 1/e.
     grace
@@ -136,6 +144,9 @@ class ShapeNovelty(AnomalyDetector):
         hold_z: float = 4.0,
         max_stuck: int = 2000,
         dead_time: int = 100,
+        alarm_surprise: float = 75.0,
+        refractory: int = 100,
+        escalation: float = 1.5,
         scale: float = 6.0,
         grace: int = 150,
     ) -> None:
@@ -154,6 +165,9 @@ class ShapeNovelty(AnomalyDetector):
         self.hold_z = hold_z
         self.max_stuck = max_stuck
         self.dead_time = dead_time
+        self.alarm_surprise = alarm_surprise
+        self.refractory = refractory
+        self.escalation = escalation
         self.scale = scale
         self.grace = grace
         self._features: dict[Any, ShapeState] = {}
@@ -234,13 +248,27 @@ class ShapeNovelty(AnomalyDetector):
                 continue
             novelty, _ = self._novelty(s, picture)
             surprise = self._surprise(s, novelty, v, s.values.rarity(v))
-            best = max(best, self._score(s, surprise, self._recent(s, v)))
+            record = self._is_record(s, surprise, v)
+            best = max(best, self._score(s, surprise, record, self._recent(s, v)))
         return best
 
-    def _score(self, s: ShapeState, surprise: float, recent: float) -> float:
+    def _is_record(self, s: ShapeState, surprise: float, v: float) -> bool:
+        """Does reading `v` beat the bar? A stuck run is a record once, at its start: the rest
+        of the run keeps the stuck term (its alert stays open) but is an echo."""
+        if surprise <= s.records.bar():
+            return False
+        ring = s.ring
+        return not (
+            ring
+            and v == ring[-1]
+            and s.repeats >= self.stuck_run
+            and s.repeat_share < _RARE_REPEATS
+        )
+
+    def _score(self, s: ShapeState, surprise: float, record: bool, recent: float) -> float:
         """`recent` is `self._recent(s, v)` for the reading scored."""
         level = 1.0 - math.exp(-surprise / self.scale)
-        if surprise > s.records.bar():
+        if record:
             return level
         echo = _ECHO_CAP if _ECHO_CAP < level else level  # min(level, _ECHO_CAP)
         floor = s.hold.floor(recent, s.n, self.hold_z)
@@ -285,10 +313,14 @@ class ShapeNovelty(AnomalyDetector):
         if picture is not None:
             novelty, j = self._novelty(s, picture)
             surprise = 0.0
+            record = False
             if s.n >= self.grace:
                 surprise = self._surprise(s, novelty, v, rarity)
-                score = self._score(s, surprise, recent)
+                record = self._is_record(s, surprise, v)
+                score = self._score(s, surprise, record, recent)
             s.records.add(surprise, self.dead_time)
+            if record and surprise >= self.alarm_surprise:
+                s.records.alarmed(surprise, self.refractory, self.escalation)
             s.avg += self.novelty_alpha * (novelty - s.avg)
             matched = j if novelty < self.vigilance else -1
             s.maturity += _MATURITY_ALPHA * ((matched >= 0) - s.maturity)
