@@ -49,6 +49,7 @@ _REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readi
 # service's alert threshold (0.9999), so a persisting fault keeps its alert open, yet below
 # every record worth an alarm of its own (NAB's optimal thresholds here are ~0.999997).
 _ECHO_CAP = 1.0 - 1e-5
+_NOVELTY_CAP = 10.0  # ranges: the most one picture adds to the long-run mean novelty
 _MATURITY_ALPHA = 0.01  # weight of the EW share of pictures matching a prototype
 
 
@@ -321,7 +322,11 @@ class ShapeNovelty(AnomalyDetector):
             s.records.add(surprise, self.dead_time)
             if record and surprise >= self.alarm_surprise:
                 s.records.alarmed(surprise, self.refractory, self.escalation)
-            s.avg += self.novelty_alpha * (novelty - s.avg)
+            # capped: while the range is still tiny (a sensor reading 0 for its first hours),
+            # one step to a real value is a novelty of ~1e17 ranges, and would poison the
+            # long-run mean for the rest of the sensor's life
+            capped = novelty if novelty < _NOVELTY_CAP else _NOVELTY_CAP  # min(novelty, cap)
+            s.avg += self.novelty_alpha * (capped - s.avg)
             matched = j if novelty < self.vigilance else -1
             s.maturity += _MATURITY_ALPHA * ((matched >= 0) - s.maturity)
             s.library.learn(picture, matched, self.learning_rate, self.prototypes, s.n)
