@@ -4,6 +4,9 @@
 refines its nearest prototype (when close enough: the "resonance" of ART) or becomes a prototype
 itself, evicting the one matched least recently once the library is full. Forgetting by recency
 keeps the library about the sensor's current regimes, and its size bounds the state.
+
+Prototypes are stored in single precision: they are running averages of noisy pictures, so the
+digits beyond 7 carry nothing, and it halves the largest part of a sensor's checkpoint.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class PrototypeLibrary:
     __slots__ = ("last_used", "protos")
 
     def __init__(self, width: int) -> None:
-        self.protos = np.zeros((0, width))
+        self.protos = np.zeros((0, width), np.float32)
         self.last_used: list[int] = []
 
     def __getstate__(self) -> tuple:
@@ -53,7 +56,7 @@ class PrototypeLibrary:
             row += step
             self.last_used[matched] = now
         elif len(self.protos) < capacity:
-            self.protos = np.vstack([self.protos, vector])
+            self.protos = np.vstack([self.protos, vector.astype(np.float32)])
             self.last_used.append(now)
         else:
             stale = min(range(len(self.last_used)), key=self.last_used.__getitem__)

@@ -16,13 +16,20 @@ Why this design (measured on the NAB corpus, see docs/benchmarks.md):
 - A young model meets new shapes all the time (its first load cycles): the surprise is scaled
   by its *maturity*, the recent share of pictures that matched a prototype, and ramps in over
   the `grace` readings after the first `grace`.
+- Two slower views add their terms to the surprise. `CoarseScale` runs a second, smaller model
+  of this kind over block means (a picture of ~290 readings): drifts and slowly densifying
+  spikes are new there while every fast picture resembles the last. `PeriodTracker` learns the
+  sensor's cycle from its values (no timestamps) and measures how far the recent mean is from
+  the same phase one period ago: a normal value at the wrong moment of the cycle.
 - One fault yields many surprising readings; an operator wants one alarm, and NAB charges every
   extra one outside a label window. Only a *record* — the most surprising reading of the last
   `dead_time` (`RecordGate`) — keeps its score ``1 - exp(-surprise / scale)``; echoes are capped
-  at 0.99999, below the NAB-optimal thresholds (~0.999997). For the service's alert policy,
+  at 0.99999, below the NAB-optimal thresholds (~0.999996). After an alarm-sized record, a new
+  one must be `escalation` times larger for `refractory` readings (a climbing burst alarms
+  once), and a stuck run is a record once, at its start. For the service's alert policy,
   `AlertHold` gives scores a floor that keeps a persisting fault's alert open.
 
-State per sensor (`ShapeState`): under 5 KB pickled with the defaults.
+State per sensor (`ShapeState`): under 8 KB pickled with the defaults.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import Any
 import numpy as np
 from river.base import AnomalyDetector
 
+from detectors.coarse_scale import COARSE_MODEL, CoarseScale
+from detectors.period_tracker import PeriodTracker
 from detectors.shape_state import ShapeState
 
 # Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
@@ -50,7 +59,6 @@ _REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readi
 # every record worth an alarm of its own (NAB's optimal thresholds here are ~0.999997).
 _ECHO_CAP = 1.0 - 1e-5
 _NOVELTY_CAP = 10.0  # ranges: the most one picture adds to the long-run mean novelty
-_MATURITY_ALPHA = 0.01  # weight of the EW share of pictures matching a prototype
 
 
 class ShapeNovelty(AnomalyDetector):
@@ -103,6 +111,23 @@ class ShapeNovelty(AnomalyDetector):
         surprising as the alarm: a climbing burst alarms once.
     escalation
         See `refractory`.
+    maturity_alpha
+        Weight of the EW share of pictures that matched a prototype (the model's maturity).
+    coarse_stride
+        Readings per block mean fed to the slow view (`CoarseScale`); 0: no slow view.
+    coarse_weight
+        Weight of the slow view's term in the surprise.
+    coarse_steps
+        Slow surprises summed into the term (a slow fault is sustained, not a peak).
+    coarse_prototypes
+        Size of the slow view's prototype library.
+    period_weight
+        Weight of the cycle term (`PeriodTracker`): a reading whose recent mean is far outside
+        what the same phase of the sensor's cycle looked like one period ago; 0: no cycle term.
+    period_z
+        Deviation (in typical same-phase deviations) above which the cycle term counts.
+    period_strength
+        Autocorrelation at the period above which the sensor counts as cyclic.
     scale
         Surprise that maps to a score of 1 - 1/e.
     grace
@@ -150,6 +175,14 @@ class ShapeNovelty(AnomalyDetector):
         escalation: float = 1.5,
         scale: float = 6.0,
         grace: int = 150,
+        maturity_alpha: float = 0.01,
+        coarse_stride: int = 9,
+        coarse_weight: float = 0.4,
+        coarse_steps: int = 4,
+        coarse_prototypes: int = 24,
+        period_weight: float = 10.0,
+        period_z: float = 10.0,
+        period_strength: float = 0.7,
     ) -> None:
         self.block_size = block_size
         self.blocks = blocks
@@ -171,7 +204,24 @@ class ShapeNovelty(AnomalyDetector):
         self.escalation = escalation
         self.scale = scale
         self.grace = grace
+        self.maturity_alpha = maturity_alpha
+        self.coarse_stride = coarse_stride
+        self.coarse_weight = coarse_weight
+        self.coarse_steps = coarse_steps
+        self.coarse_prototypes = coarse_prototypes
+        self.period_weight = period_weight
+        self.period_z = period_z
+        self.period_strength = period_strength
         self._features: dict[Any, ShapeState] = {}
+        self._coarse = (
+            CoarseScale(
+                ShapeNovelty(**COARSE_MODEL, prototypes=coarse_prototypes),
+                coarse_stride,
+                coarse_steps,
+            )
+            if coarse_stride > 0
+            else None
+        )
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -236,19 +286,67 @@ class ShapeNovelty(AnomalyDetector):
             surprise += self.stuck_weight * self.stuck_run
         return surprise
 
+    # -- the slow terms: the slow view and the cycle ----------------------------------------------
+    def _slow_terms(self, s: ShapeState, v: float) -> float:
+        """What the slow view and the cycle add to reading `v`'s surprise (pure)."""
+        extra = 0.0
+        if s.coarse is not None and self._coarse is not None:
+            extra = self.coarse_weight * self._coarse.surprise(s.coarse, v)
+        if s.cycle is not None and self.period_weight:
+            extra += self._period_term(*s.cycle.deviation(v))
+        return extra
+
+    def _learn_slow_terms(self, s: ShapeState, v: float) -> float:
+        """Learn reading `v` into the slow view and the cycle; return `_slow_terms(s, v)`."""
+        extra = 0.0
+        coarse = self._coarse
+        if coarse is not None:
+            if s.coarse is None:  # a new sensor, or one restored from an older checkpoint
+                s.coarse = coarse.track()
+            extra = self.coarse_weight * coarse.learn(s.coarse, v)
+        if self.period_weight:
+            cycle = s.cycle
+            if cycle is None:
+                cycle = s.cycle = PeriodTracker()
+            extra += self._period_term(*cycle.deviation(v))
+            cycle.update(v)
+        return extra
+
+    def _period_term(self, z: float, strength: float) -> float:
+        if strength > self.period_strength and z > self.period_z:
+            return self.period_weight * (z - self.period_z)
+        return 0.0
+
+    # -- used by `CoarseScale` on the slow view's states -------------------------------------------
+    def new_state(self) -> ShapeState:
+        return ShapeState(self.blocks + 1)
+
+    def surprise_of(self, s: ShapeState, v: float, extra: float = 0.0) -> float:
+        """Reading `v`'s surprise (pure); 0 while there is no picture or in the grace period."""
+        if s.n < self.grace:
+            return 0.0
+        picture = self._picture(s, v)
+        if picture is None:
+            return 0.0
+        novelty, _ = self._novelty(s, picture)
+        return self._surprise(s, novelty, v, s.values.rarity(v)) + extra
+
+    def learn_surprise(self, s: ShapeState, v: float) -> float:
+        """Learn reading `v` (shape and value, no alarms); return its surprise."""
+        surprise = self._learn_shape(s, v, s.values.rarity(v), 0.0)
+        self._learn_value(s, v)
+        return surprise or 0.0
+
     # -- River API -------------------------------------------------------------------------------
     def score_one(self, x: dict) -> float:
         best = 0.0
         for name, value in x.items():
             s = self._features.get(name)
-            if s is None or s.n < self.grace:
+            # no score before the grace period ends and the ring fills (as in `_learn`)
+            if s is None or s.n < self.grace or len(s.ring) < self.blocks * self.block_size:
                 continue
             v = float(value)
-            picture = self._picture(s, v)
-            if picture is None:
-                continue
-            novelty, _ = self._novelty(s, picture)
-            surprise = self._surprise(s, novelty, v, s.values.rarity(v))
+            surprise = self.surprise_of(s, v, self._slow_terms(s, v))
             record = self._is_record(s, surprise, v)
             best = max(best, self._score(s, surprise, record, self._recent(s, v)))
         return best
@@ -309,30 +407,38 @@ class ShapeNovelty(AnomalyDetector):
         # both read the state as it was before this reading, and are needed twice below
         rarity = s.values.rarity(v)
         recent = self._recent(s, v)
+        surprise = self._learn_shape(s, v, rarity, self._learn_slow_terms(s, v))
         score = 0.0
-        picture = self._picture(s, v)
-        if picture is not None:
-            novelty, j = self._novelty(s, picture)
-            surprise = 0.0
+        if surprise is not None:
             record = False
             if s.n >= self.grace:
-                surprise = self._surprise(s, novelty, v, rarity)
+                # records, stuck runs and the hold floor are not touched by `_learn_shape`
                 record = self._is_record(s, surprise, v)
                 score = self._score(s, surprise, record, recent)
             s.records.add(surprise, self.dead_time)
             if record and surprise >= self.alarm_surprise:
                 s.records.alarmed(surprise, self.refractory, self.escalation)
-            # capped: while the range is still tiny (a sensor reading 0 for its first hours),
-            # one step to a real value is a novelty of ~1e17 ranges, and would poison the
-            # long-run mean for the rest of the sensor's life
-            capped = novelty if novelty < _NOVELTY_CAP else _NOVELTY_CAP  # min(novelty, cap)
-            s.avg += self.novelty_alpha * (capped - s.avg)
-            matched = j if novelty < self.vigilance else -1
-            s.maturity += _MATURITY_ALPHA * ((matched >= 0) - s.maturity)
-            s.library.learn(picture, matched, self.learning_rate, self.prototypes, s.n)
         s.hold.update(v, recent, rarity, score, s.n, self.dead_time)
         self._learn_value(s, v)
         return score
+
+    def _learn_shape(self, s: ShapeState, v: float, rarity: float, extra: float) -> float | None:
+        """Learn the picture of reading `v` (novelty mean, maturity, prototypes); return its
+        surprise, 0 in the grace period, None while the ring is not full."""
+        picture = self._picture(s, v)
+        if picture is None:
+            return None
+        novelty, j = self._novelty(s, picture)
+        surprise = self._surprise(s, novelty, v, rarity) + extra if s.n >= self.grace else 0.0
+        # capped: while the range is still tiny (a sensor reading 0 for its first hours),
+        # one step to a real value is a novelty of ~1e17 ranges, and would poison the
+        # long-run mean for the rest of the sensor's life
+        capped = novelty if novelty < _NOVELTY_CAP else _NOVELTY_CAP  # min(novelty, cap)
+        s.avg += self.novelty_alpha * (capped - s.avg)
+        matched = j if novelty < self.vigilance else -1
+        s.maturity += self.maturity_alpha * ((matched >= 0) - s.maturity)
+        s.library.learn(picture, matched, self.learning_rate, self.prototypes, s.n)
+        return surprise
 
     def _learn_value(self, s: ShapeState, v: float) -> None:
         """The value-level state: repeats, the ring of recent readings, histogram and range."""

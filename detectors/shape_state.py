@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from detectors.alert_hold import AlertHold
 from detectors.prototype_library import PrototypeLibrary
 from detectors.record_gate import RecordGate
 from detectors.value_histogram import ValueHistogram
+
+if TYPE_CHECKING:
+    from detectors.coarse_scale import CoarseTrack
+    from detectors.period_tracker import PeriodTracker
 
 __all__ = ["ShapeState"]
 
@@ -15,7 +20,7 @@ __all__ = ["ShapeState"]
 class ShapeState:
     """The learned state of one sensor (see `ShapeNovelty` for what each part is for)."""
 
-    __slots__ = (
+    __slots__ = (  # noqa: RUF023 - positional pickles: parts added later go last
         "avg",
         "hi",
         "hold",
@@ -28,6 +33,9 @@ class ShapeState:
         "repeats",
         "ring",
         "values",
+        # added later: a checkpoint written before them restores them as None (not started)
+        "coarse",
+        "cycle",
     )
 
     def __init__(self, width: int) -> None:
@@ -45,10 +53,13 @@ class ShapeState:
         self.records = RecordGate()
         self.hold = AlertHold()
         self.maturity = 0.0  # EW share of pictures that matched a prototype: 0 for a new model
+        self.coarse: CoarseTrack | None = None  # the slow view (`CoarseScale`)
+        self.cycle: PeriodTracker | None = None  # the sensor's cycle (`PeriodTracker`)
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(self.__slots__, state):
+        missing = len(self.__slots__) - len(state)  # an older checkpoint: later parts unset
+        for name, value in zip(self.__slots__, (*state, *(None,) * missing)):
             setattr(self, name, value)
