@@ -35,6 +35,8 @@ COARSE_MODEL: dict[str, Any] = {
     "stuck_weight": 0.0,  # a stuck sensor is the fast model's business
     "coarse_stride": 0,  # no slower view of the slow view
     "period_weight": 0.0,
+    "spread_weight": 0.0,
+    "run_weight": 0.0,
 }
 
 

@@ -43,6 +43,7 @@ from river.base import AnomalyDetector
 from detectors.coarse_scale import COARSE_MODEL, CoarseScale
 from detectors.period_tracker import PeriodTracker
 from detectors.shape_state import ShapeState
+from detectors.spread_channel import SpreadTrack, log_spread
 
 # Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
 # as much as the arithmetic around it, and `a if a < b else b` gives exactly min(b, a)'s result.
@@ -58,6 +59,9 @@ _REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readi
 # service's alert threshold (0.9999), so a persisting fault keeps its alert open, yet below
 # every record worth an alarm of its own (NAB's optimal thresholds here are ~0.999997).
 _ECHO_CAP = 1.0 - 1e-5
+_SPREAD_ORDER = 1  # the second-smallest block spread: one or two spiky blocks do not count
+_SPREAD_FLOOR = 0.01  # ranges: a flat stretch is calm, not infinitely calm
+_SPREAD_WARMUP = 10  # spreads seen before the channel's own statistics mean anything
 _NOVELTY_CAP = 10.0  # ranges: the most one picture adds to the long-run mean novelty
 
 
@@ -128,6 +132,23 @@ class ShapeNovelty(AnomalyDetector):
         Deviation (in typical same-phase deviations) above which the cycle term counts.
     period_strength
         Autocorrelation at the period above which the sensor counts as cyclic.
+    spread_weight
+        Weight of the volatility channel (`spread_channel`): the picture window's sustained
+        spread, standardised against its own history; 0: no channel.
+    spread_z
+        Standardised log spread above which the channel counts.
+    spread_alpha
+        Weight of the channel's EW mean and variance.
+    run_weight
+        Added once to the surprise of a sensor that often repeats itself (so not "stuck") when
+        a run of identical readings becomes longer than `run_factor` times its longest
+        completed run, and at least `run_min_len`: idle for longer than ever.
+    run_factor
+        See `run_weight`.
+    run_min_len
+        See `run_weight`.
+    run_after
+        Readings a sensor must have had before its runs can be "longer than ever".
     scale
         Surprise that maps to a score of 1 - 1/e.
     grace
@@ -183,6 +204,13 @@ class ShapeNovelty(AnomalyDetector):
         period_weight: float = 10.0,
         period_z: float = 10.0,
         period_strength: float = 0.7,
+        spread_weight: float = 10.0,
+        spread_z: float = 1.5,
+        spread_alpha: float = 0.005,
+        run_weight: float = 100.0,
+        run_factor: float = 1.2,
+        run_min_len: int = 50,
+        run_after: int = 600,
     ) -> None:
         self.block_size = block_size
         self.blocks = blocks
@@ -212,16 +240,30 @@ class ShapeNovelty(AnomalyDetector):
         self.period_weight = period_weight
         self.period_z = period_z
         self.period_strength = period_strength
+        self.spread_weight = spread_weight
+        self.spread_z = spread_z
+        self.spread_alpha = spread_alpha
+        self.run_weight = run_weight
+        self.run_factor = run_factor
+        self.run_min_len = run_min_len
+        self.run_after = run_after
         self._features: dict[Any, ShapeState] = {}
-        self._coarse = (
-            CoarseScale(
-                ShapeNovelty(**COARSE_MODEL, prototypes=coarse_prototypes),
-                coarse_stride,
-                coarse_steps,
-            )
-            if coarse_stride > 0
-            else None
-        )
+        self._coarse = self._slow_view()
+
+    def _slow_view(self) -> CoarseScale | None:
+        if self.coarse_stride <= 0:
+            return None
+        slow = ShapeNovelty(**COARSE_MODEL, prototypes=self.coarse_prototypes)
+        return CoarseScale(slow, self.coarse_stride, self.coarse_steps)
+
+    # The slow view is built from the parameters: leaving it out of the pickle saves ~0.9 KB
+    # of every sensor's checkpoint.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_coarse"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._coarse = self._slow_view()
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -284,6 +326,11 @@ class ShapeNovelty(AnomalyDetector):
         if repeats >= self.stuck_run and s.repeat_share < _RARE_REPEATS:
             # constant, not growing with the run: one record (one alarm), then held echoes
             surprise += self.stuck_weight * self.stuck_run
+        elif repeats and s.longest_run and self.run_weight and s.n >= self.run_after:
+            # a sensor that idles at one value now and then: idle for longer than ever
+            longest = int(self.run_factor * s.longest_run) + 1
+            if repeats == (longest if longest > self.run_min_len else self.run_min_len):
+                surprise += self.run_weight
         return surprise
 
     # -- the slow terms: the slow view and the cycle ----------------------------------------------
@@ -294,6 +341,8 @@ class ShapeNovelty(AnomalyDetector):
             extra = self.coarse_weight * self._coarse.surprise(s.coarse, v)
         if s.cycle is not None and self.period_weight:
             extra += self._period_term(*s.cycle.deviation(v))
+        if s.spread is not None and self.spread_weight:
+            extra += self._spread_term(s, s.spread, self._log_spread(s, v))
         return extra
 
     def _learn_slow_terms(self, s: ShapeState, v: float) -> float:
@@ -310,7 +359,30 @@ class ShapeNovelty(AnomalyDetector):
                 cycle = s.cycle = PeriodTracker()
             extra += self._period_term(*cycle.deviation(v))
             cycle.update(v)
+        if self.spread_weight:
+            spread = s.spread
+            if spread is None:
+                spread = s.spread = SpreadTrack()
+            level = self._log_spread(s, v)
+            if level is not None:
+                extra += self._spread_term(s, spread, level)
+                spread.learn(level, self.spread_alpha)
         return extra
+
+    def _log_spread(self, s: ShapeState, v: float) -> float | None:
+        return log_spread(
+            s.ring, v, self.blocks, self.block_size, _SPREAD_ORDER, s.hi - s.lo, _SPREAD_FLOOR
+        )
+
+    def _spread_term(self, s: ShapeState, spread: SpreadTrack, level: float | None) -> float:
+        """The volatility channel's term; scaled, like the shape surprise, by maturity."""
+        if level is None or s.n < self.grace or spread.seen < _SPREAD_WARMUP:
+            return 0.0
+        z = spread.z(level)
+        if z <= self.spread_z:
+            return 0.0
+        ramp = (s.n - self.grace) / self.grace
+        return self.spread_weight * (z - self.spread_z) * s.maturity * (ramp if ramp < 1.0 else 1.0)
 
     def _period_term(self, z: float, strength: float) -> float:
         if strength > self.period_strength and z > self.period_z:
@@ -444,6 +516,8 @@ class ShapeNovelty(AnomalyDetector):
         """The value-level state: repeats, the ring of recent readings, histogram and range."""
         ring = s.ring
         repeated = bool(ring) and v == ring[-1]
+        if not repeated and s.repeats > s.longest_run:
+            s.longest_run = s.repeats
         s.repeats = repeats = s.repeats + 1 if repeated else 0
         # a stuck run must not teach "this sensor repeats itself" — unless it lasts so long
         # that it is the sensor's new normal

@@ -13,8 +13,12 @@ from detectors.value_histogram import ValueHistogram
 if TYPE_CHECKING:
     from detectors.coarse_scale import CoarseTrack
     from detectors.period_tracker import PeriodTracker
+    from detectors.spread_channel import SpreadTrack
 
 __all__ = ["ShapeState"]
+
+# What the parts added after the first release start as, in `__slots__` order.
+_LATER = (None, None, None, 0)
 
 
 class ShapeState:
@@ -33,9 +37,11 @@ class ShapeState:
         "repeats",
         "ring",
         "values",
-        # added later: a checkpoint written before them restores them as None (not started)
+        # added later, restored from older checkpoints as "not started" (`_LATER`)
         "coarse",
         "cycle",
+        "spread",
+        "longest_run",
     )
 
     def __init__(self, width: int) -> None:
@@ -55,11 +61,16 @@ class ShapeState:
         self.maturity = 0.0  # EW share of pictures that matched a prototype: 0 for a new model
         self.coarse: CoarseTrack | None = None  # the slow view (`CoarseScale`)
         self.cycle: PeriodTracker | None = None  # the sensor's cycle (`PeriodTracker`)
+        self.spread: SpreadTrack | None = None  # its usual erratic-ness (`spread_channel`)
+        self.longest_run = 0  # longest completed run of identical readings
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
-        missing = len(self.__slots__) - len(state)  # an older checkpoint: later parts unset
-        for name, value in zip(self.__slots__, (*state, *(None,) * missing)):
+        # an older checkpoint lacks the parts added later: they start afresh
+        missing = (
+            _LATER[len(state) - len(self.__slots__) :] if len(state) < len(self.__slots__) else ()
+        )
+        for name, value in zip(self.__slots__, (*state, *missing)):
             setattr(self, name, value)
