@@ -37,6 +37,7 @@ COARSE_MODEL: dict[str, Any] = {
     "period_weight": 0.0,
     "spread_weight": 0.0,
     "run_weight": 0.0,
+    "memory_size": 0,
 }
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from river.base import AnomalyDetector
 
+from detectors.alarm_memory import AlarmMemory, signature
 from detectors.coarse_scale import COARSE_MODEL, CoarseScale
 from detectors.period_tracker import PeriodTracker
 from detectors.shape_state import ShapeState
@@ -59,6 +60,7 @@ _REPEAT_ALPHA = 0.002  # weight of the EW share of repeated readings (~500 readi
 # service's alert threshold (0.9999), so a persisting fault keeps its alert open, yet below
 # every record worth an alarm of its own (NAB's optimal thresholds here are ~0.999997).
 _ECHO_CAP = 1.0 - 1e-5
+_MEMORY_FROM = 30.0  # shape surprises below this are never damped (nor pay for the distances)
 _SPREAD_ORDER = 1  # the second-smallest block spread: one or two spiky blocks do not count
 _SPREAD_FLOOR = 0.01  # ranges: a flat stretch is calm, not infinitely calm
 _SPREAD_WARMUP = 10  # spreads seen before the channel's own statistics mean anything
@@ -149,6 +151,13 @@ class ShapeNovelty(AnomalyDetector):
         See `run_weight`.
     run_after
         Readings a sensor must have had before its runs can be "longer than ever".
+    memory_size
+        Pictures of past alarm-sized shape surprises remembered per sensor (`AlarmMemory`),
+        at most one per `dead_time` readings; 0: no memory.
+    memory_tau
+        Distance (range units) at which a remembered picture's familiarity falls to 1/e.
+    memory_weight
+        A shape surprise is divided by ``1 + memory_weight * familiarity``.
     scale
         Surprise that maps to a score of 1 - 1/e.
     grace
@@ -211,6 +220,9 @@ class ShapeNovelty(AnomalyDetector):
         run_factor: float = 1.2,
         run_min_len: int = 50,
         run_after: int = 600,
+        memory_size: int = 8,
+        memory_tau: float = 0.02,
+        memory_weight: float = 3.0,
     ) -> None:
         self.block_size = block_size
         self.blocks = blocks
@@ -247,6 +259,9 @@ class ShapeNovelty(AnomalyDetector):
         self.run_factor = run_factor
         self.run_min_len = run_min_len
         self.run_after = run_after
+        self.memory_size = memory_size
+        self.memory_tau = memory_tau
+        self.memory_weight = memory_weight
         self._features: dict[Any, ShapeState] = {}
         self._coarse = self._slow_view()
 
@@ -308,19 +323,32 @@ class ShapeNovelty(AnomalyDetector):
         span = s.hi - s.lo
         return distance / (1e-9 if 1e-9 > span else span), j  # max(span, 1e-9)
 
-    def _surprise(self, s: ShapeState, novelty: float, v: float, rarity: float) -> float:
+    def _shape_surprise(self, s: ShapeState, novelty: float, rarity: float) -> float:
         """Relative shape novelty times value rarity (`rarity` = `s.values.rarity(v)`): both
-        must be unusual to score high.
-
-        A stuck sensor is the exception: its value is a familiar one, so rarity would hide it.
-        A run of identical readings on a sensor that rarely repeats itself adds its own term.
-        """
+        must be unusual to score high."""
         surprise = novelty / (self.novelty_floor + s.avg) * rarity**self.rarity_power
         # a model that still meets new shapes all the time cannot tell a fault from its own
         # ignorance (the first load cycles): its surprise counts for less
         grace = self.grace
         ramp = (s.n - grace) / grace
-        surprise *= s.maturity * (ramp if ramp < 1.0 else 1.0)  # min(1.0, ramp)
+        return surprise * s.maturity * (ramp if ramp < 1.0 else 1.0)  # min(1.0, ramp)
+
+    def _surprise(
+        self, s: ShapeState, picture: np.ndarray, shape: float, v: float
+    ) -> tuple[float, np.ndarray | None]:
+        """(surprise, the picture's signature if it was needed) from the shape surprise.
+
+        A picture the sensor has alarmed on before counts for less (`AlarmMemory`). A stuck
+        sensor reads a familiar value, so rarity would hide it: a run of identical readings on
+        a sensor that rarely repeats itself adds its own term; on one that often does, a run
+        longer than ever does.
+        """
+        surprise = shape
+        seen = None
+        alarms = s.alarms
+        if shape >= _MEMORY_FROM and alarms is not None and self.memory_weight:
+            seen = signature(picture, s.lo, s.hi)
+            surprise /= 1.0 + self.memory_weight * alarms.familiarity(seen, self.memory_tau)
         ring = s.ring
         repeats = s.repeats + 1 if ring and v == ring[-1] else 0
         if repeats >= self.stuck_run and s.repeat_share < _RARE_REPEATS:
@@ -331,7 +359,7 @@ class ShapeNovelty(AnomalyDetector):
             longest = int(self.run_factor * s.longest_run) + 1
             if repeats == (longest if longest > self.run_min_len else self.run_min_len):
                 surprise += self.run_weight
-        return surprise
+        return surprise, seen
 
     # -- the slow terms: the slow view and the cycle ----------------------------------------------
     def _slow_terms(self, s: ShapeState, v: float) -> float:
@@ -401,7 +429,8 @@ class ShapeNovelty(AnomalyDetector):
         if picture is None:
             return 0.0
         novelty, _ = self._novelty(s, picture)
-        return self._surprise(s, novelty, v, s.values.rarity(v)) + extra
+        shape = self._shape_surprise(s, novelty, s.values.rarity(v))
+        return self._surprise(s, picture, shape, v)[0] + extra
 
     def learn_surprise(self, s: ShapeState, v: float) -> float:
         """Learn reading `v` (shape and value, no alarms); return its surprise."""
@@ -501,7 +530,21 @@ class ShapeNovelty(AnomalyDetector):
         if picture is None:
             return None
         novelty, j = self._novelty(s, picture)
-        surprise = self._surprise(s, novelty, v, rarity) + extra if s.n >= self.grace else 0.0
+        surprise = 0.0
+        if s.n >= self.grace:
+            shape = self._shape_surprise(s, novelty, rarity)
+            surprise, seen = self._surprise(s, picture, shape, v)
+            surprise += extra
+            if shape >= self.alarm_surprise and self.memory_size:
+                alarms = s.alarms
+                if alarms is None:
+                    alarms = s.alarms = AlarmMemory(len(picture))
+                alarms.remember(
+                    signature(picture, s.lo, s.hi) if seen is None else seen,
+                    s.n,
+                    self.memory_size,
+                    self.dead_time,
+                )
         # capped: while the range is still tiny (a sensor reading 0 for its first hours),
         # one step to a real value is a novelty of ~1e17 ranges, and would poison the
         # long-run mean for the rest of the sensor's life

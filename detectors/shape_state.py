@@ -11,6 +11,7 @@ from detectors.record_gate import RecordGate
 from detectors.value_histogram import ValueHistogram
 
 if TYPE_CHECKING:
+    from detectors.alarm_memory import AlarmMemory
     from detectors.coarse_scale import CoarseTrack
     from detectors.period_tracker import PeriodTracker
     from detectors.spread_channel import SpreadTrack
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["ShapeState"]
 
 # What the parts added after the first release start as, in `__slots__` order.
-_LATER = (None, None, None, 0)
+_LATER = (None, None, None, 0, None)
 
 
 class ShapeState:
@@ -42,6 +43,7 @@ class ShapeState:
         "cycle",
         "spread",
         "longest_run",
+        "alarms",
     )
 
     def __init__(self, width: int) -> None:
@@ -63,6 +65,7 @@ class ShapeState:
         self.cycle: PeriodTracker | None = None  # the sensor's cycle (`PeriodTracker`)
         self.spread: SpreadTrack | None = None  # its usual erratic-ness (`spread_channel`)
         self.longest_run = 0  # longest completed run of identical readings
+        self.alarms: AlarmMemory | None = None  # pictures it alarmed on (`AlarmMemory`)
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
