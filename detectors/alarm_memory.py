@@ -51,7 +51,8 @@ class AlarmMemory:
         at most `size` pictures."""
         if now - self.last < gap:
             return
-        kept = self.pictures[len(self.pictures) - size + 1 :] if size > 1 else self.pictures[:0]
+        old = len(self.pictures) - size + 1  # how many to drop to make room (if positive)
+        kept = self.pictures[max(0, old) :]
         self.pictures = np.concatenate([kept, signature.astype(np.float32)[None, :]])
         self.last = now
 

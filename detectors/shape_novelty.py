@@ -333,10 +333,8 @@ class ShapeNovelty(AnomalyDetector):
         ramp = (s.n - grace) / grace
         return surprise * s.maturity * (ramp if ramp < 1.0 else 1.0)  # min(1.0, ramp)
 
-    def _surprise(
-        self, s: ShapeState, picture: np.ndarray, shape: float, v: float
-    ) -> tuple[float, np.ndarray | None]:
-        """(surprise, the picture's signature if it was needed) from the shape surprise.
+    def _surprise(self, s: ShapeState, picture: np.ndarray, shape: float, v: float) -> float:
+        """The surprise of reading `v`, from its shape surprise.
 
         A picture the sensor has alarmed on before counts for less (`AlarmMemory`). A stuck
         sensor reads a familiar value, so rarity would hide it: a run of identical readings on
@@ -344,11 +342,10 @@ class ShapeNovelty(AnomalyDetector):
         longer than ever does.
         """
         surprise = shape
-        seen = None
         alarms = s.alarms
         if shape >= _MEMORY_FROM and alarms is not None and self.memory_weight:
-            seen = signature(picture, s.lo, s.hi)
-            surprise /= 1.0 + self.memory_weight * alarms.familiarity(seen, self.memory_tau)
+            familiarity = alarms.familiarity(signature(picture, s.lo, s.hi), self.memory_tau)
+            surprise /= 1.0 + self.memory_weight * familiarity
         ring = s.ring
         repeats = s.repeats + 1 if ring and v == ring[-1] else 0
         if repeats >= self.stuck_run and s.repeat_share < _RARE_REPEATS:
@@ -359,7 +356,7 @@ class ShapeNovelty(AnomalyDetector):
             longest = int(self.run_factor * s.longest_run) + 1
             if repeats == (longest if longest > self.run_min_len else self.run_min_len):
                 surprise += self.run_weight
-        return surprise, seen
+        return surprise
 
     # -- the slow terms: the slow view and the cycle ----------------------------------------------
     def _slow_terms(self, s: ShapeState, v: float) -> float:
@@ -430,7 +427,7 @@ class ShapeNovelty(AnomalyDetector):
             return 0.0
         novelty, _ = self._novelty(s, picture)
         shape = self._shape_surprise(s, novelty, s.values.rarity(v))
-        return self._surprise(s, picture, shape, v)[0] + extra
+        return self._surprise(s, picture, shape, v) + extra
 
     def learn_surprise(self, s: ShapeState, v: float) -> float:
         """Learn reading `v` (shape and value, no alarms); return its surprise."""
@@ -533,14 +530,15 @@ class ShapeNovelty(AnomalyDetector):
         surprise = 0.0
         if s.n >= self.grace:
             shape = self._shape_surprise(s, novelty, rarity)
-            surprise, seen = self._surprise(s, picture, shape, v)
-            surprise += extra
+            surprise = self._surprise(s, picture, shape, v) + extra
             if shape >= self.alarm_surprise and self.memory_size:
                 alarms = s.alarms
                 if alarms is None:
                     alarms = s.alarms = AlarmMemory(len(picture))
+                # in the range *including* this reading: an alarm that widens the range is
+                # remembered in the units its repeats will be measured in
                 alarms.remember(
-                    signature(picture, s.lo, s.hi) if seen is None else seen,
+                    signature(picture, min(s.lo, v), max(s.hi, v)),
                     s.n,
                     self.memory_size,
                     self.dead_time,
