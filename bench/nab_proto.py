@@ -18,5 +18,5 @@ class RawSurprise(ShapeNovelty):
     def _unit_test_params(cls) -> Any:
         yield {}
 
-    def _score(self, s: ShapeState, surprise: float, v: float) -> float:
+    def _score(self, s: ShapeState, surprise: float, record: bool, recent: float) -> float:
         return surprise / (surprise + 1000.0)
