@@ -64,7 +64,17 @@ _MEMORY_FROM = 30.0  # shape surprises below this are never damped (nor pay for 
 _SPREAD_ORDER = 1  # the second-smallest block spread: one or two spiky blocks do not count
 _SPREAD_FLOOR = 0.01  # ranges: a flat stretch is calm, not infinitely calm
 _SPREAD_WARMUP = 10  # spreads seen before the channel's own statistics mean anything
+_LARGEST = 1e38  # readings are clamped to ±this (single-precision parts; see `_reading`)
 _NOVELTY_CAP = 10.0  # ranges: the most one picture adds to the long-run mean novelty
+
+
+def _reading(value: Any) -> float:
+    """The reading as a float, clamped to ±1e38: prototypes and the cycle's history are single
+    precision (largest ~3.4e38), and no sensor reads beyond that."""
+    v = float(value)
+    if -_LARGEST <= v <= _LARGEST:
+        return v
+    return v if math.isnan(v) else math.copysign(_LARGEST, v)  # NaN passes through unchanged
 
 
 class ShapeNovelty(AnomalyDetector):
@@ -443,7 +453,7 @@ class ShapeNovelty(AnomalyDetector):
             # no score before the grace period ends and the ring fills (as in `_learn`)
             if s is None or s.n < self.grace or len(s.ring) < self.blocks * self.block_size:
                 continue
-            v = float(value)
+            v = _reading(value)
             surprise = self.surprise_of(s, v, self._slow_terms(s, v))
             record = self._is_record(s, surprise, v)
             best = max(best, self._score(s, surprise, record, self._recent(s, v)))
@@ -481,7 +491,7 @@ class ShapeNovelty(AnomalyDetector):
 
     def learn_one(self, x: dict) -> None:
         for name, value in x.items():
-            self._learn(self._state(name), float(value))
+            self._learn(self._state(name), _reading(value))
 
     def score_learn_one(self, x: dict) -> float:
         """`score_one(x)` then `learn_one(x)` in one pass (the service's hot path)."""
@@ -489,7 +499,7 @@ class ShapeNovelty(AnomalyDetector):
         features = self._features
         for name, value in x.items():
             s = features.get(name)  # inline lookup: `_state` only for a new sensor
-            score = self._learn(s if s is not None else self._state(name), float(value))
+            score = self._learn(s if s is not None else self._state(name), _reading(value))
             if score > best:  # max(best, score)
                 best = score
         return best

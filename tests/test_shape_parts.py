@@ -11,6 +11,7 @@ import math
 import pickle
 import random
 import statistics
+import warnings
 
 import numpy as np
 import pytest
@@ -542,3 +543,17 @@ def test_score_one_is_pure_and_agrees_with_score_learn_one() -> None:
     assert max(scores) > ALARM
     s = detector._features["value"]
     assert s.alarms is not None and s.coarse is not None and s.spread is not None
+
+
+# -- robustness ---------------------------------------------------------------------------------
+def test_readings_beyond_single_precision_neither_warn_nor_break_the_scores() -> None:
+    # prototypes and the cycle's history are float32 (largest ~3.4e38): readings are clamped
+    rng = random.Random(1)
+    detector = ShapeNovelty()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = [
+            detector.score_learn_one({"value": rng.choice([1e300, -1e300, 0.0, 1.0])})
+            for _ in range(3000)
+        ]
+    assert all(0.0 <= score <= 1.0 for score in scores)
