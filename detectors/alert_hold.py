@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 
+# Comparisons instead of the min/max builtins on the per-reading path (as in record_gate.py).
+# ruff: noqa: PLR1730
+
 __all__ = ["HOLD", "KEEP", "AlertHold"]
 
 HOLD = 1.0 - 5e-5
@@ -66,7 +69,9 @@ class AlertHold:
         ):
             self.keep_until = now + window
         self.seen += 1
-        a = max(_BASE_ALPHA, 1.0 / self.seen)
+        a = 1.0 / self.seen
+        if a < _BASE_ALPHA:  # max(_BASE_ALPHA, a), without the builtin's call
+            a = _BASE_ALPHA
         delta = value - self.mean
         self.mean += a * delta
         self.var = (1.0 - a) * (self.var + a * delta * delta)

@@ -167,9 +167,20 @@ class PeriodTracker:
 
     def update(self, v: float) -> None:
         """Learn reading `v`."""
+        self.learn(v)
+
+    def learn(self, v: float) -> tuple[float, float]:
+        """Learn reading `v`; return what `deviation(v)` gave for it. One pass: the gaps to one
+        period ago and a due estimate of the period are computed once, not once per method."""
+        z = 0.0
         if self.period:
-            raw = self._gaps(v)[1]
-            self.mad = self.mad + self.alpha * (raw - self.mad) if self.compared else raw
+            outside, raw = self._gaps(v)
+            mad = self.mad
+            if self.compared:  # the first comparison only sets the unit
+                z = outside / (mad + _TINY)
+                self.mad = mad + self.alpha * (raw - mad)
+            else:
+                self.mad = raw
             self.compared += 1
         ring = self.ring
         ring.append(v)
@@ -184,6 +195,8 @@ class PeriodTracker:
             self.blocks += 1
             if self.blocks % self.every == 0 and len(self.means) >= 4 * self.min_lag:
                 self.period, self.strength = self._estimate(self.means)
+        # `deviation`'s strength is the estimate this reading makes, if it makes one
+        return z, self.strength
 
     def _add_mean(self, means: array, mean: float) -> None:
         means.append(mean)

@@ -23,10 +23,11 @@ __all__ = ["RecordGate"]
 class RecordGate:
     """Maxima of the last few blocks of surprises; `bar` is what a record must beat."""
 
-    __slots__ = ("alarm", "alarm_until", "current", "maxima", "seen")
+    __slots__ = ("alarm", "alarm_until", "current", "maxima", "older", "seen")
 
     def __init__(self) -> None:
         self.maxima: list[float] = []  # one per completed block, oldest first
+        self.older = 0.0  # their maximum (0 for none): changes once a block, read every reading
         self.current = 0.0  # maximum of the block being filled
         self.seen = 0
         self.alarm = 0.0  # escalated bar after the last alarm-sized record ...
@@ -38,9 +39,10 @@ class RecordGate:
     def __setstate__(self, state: tuple) -> None:
         # checkpoints written before the refractory period existed hold three fields
         self.maxima, self.current, self.seen, self.alarm, self.alarm_until = (*state, 0.0, 0)[:5]
+        self.older = max(self.maxima, default=0.0)  # not pickled: follows from `maxima`
 
     def bar(self) -> float:
-        older = max(self.maxima, default=0.0)
+        older = self.older
         bar = older if older > self.current else self.current  # max(current, older)
         if self.seen < self.alarm_until and self.alarm > bar:
             return self.alarm
@@ -51,11 +53,13 @@ class RecordGate:
         if surprise > self.current:  # max(self.current, surprise)
             self.current = surprise
         self.seen += 1
-        if self.seen % max(window // blocks, 1) == 0:
+        every = window // blocks
+        if self.seen % (every if every > 1 else 1) == 0:  # max(window // blocks, 1)
             self.maxima.append(self.current)
             self.current = 0.0
             if len(self.maxima) > blocks:
                 del self.maxima[0]
+            self.older = max(self.maxima, default=0.0)
 
     def alarmed(self, surprise: float, refractory: int, escalation: float) -> None:
         """A record of `surprise` was an alarm: raise the bar for the next `refractory` readings."""

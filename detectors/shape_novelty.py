@@ -35,6 +35,7 @@ State per sensor (`ShapeState`): under 8 KB pickled with the defaults.
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,8 @@ from river.base import AnomalyDetector
 from detectors.alarm_memory import AlarmMemory, signature
 from detectors.coarse_scale import COARSE_MODEL, CoarseScale
 from detectors.period_tracker import PeriodTracker
-from detectors.shape_state import ShapeState
-from detectors.spread_channel import SpreadTrack, log_spread
+from detectors.shape_state import RecentWindow, ShapeState
+from detectors.spread_channel import SpreadTrack, log_spread, steps_spread
 
 # Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
 # as much as the arithmetic around it, and `a if a < b else b` gives exactly min(b, a)'s result.
@@ -274,6 +275,13 @@ class ShapeNovelty(AnomalyDetector):
         self.memory_weight = memory_weight
         self._features: dict[Any, ShapeState] = {}
         self._coarse = self._slow_view()
+        self._windows = self._window_cache()
+
+    @staticmethod
+    def _window_cache() -> dict[int, RecentWindow]:
+        """Each sensor's `RecentWindow`, by `id` of its state (`ShapeState` has no room for it:
+        its slots are its pickle). An entry names its state's ring, so a recycled id is a miss."""
+        return {}
 
     def _slow_view(self) -> CoarseScale | None:
         if self.coarse_stride <= 0:
@@ -282,13 +290,14 @@ class ShapeNovelty(AnomalyDetector):
         return CoarseScale(slow, self.coarse_stride, self.coarse_steps)
 
     # The slow view is built from the parameters: leaving it out of the pickle saves ~0.9 KB
-    # of every sensor's checkpoint.
+    # of every sensor's checkpoint. The window cache is rebuilt from the rings.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_coarse"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_coarse", "_windows")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._coarse = self._slow_view()
+        self._windows = self._window_cache()
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -303,22 +312,35 @@ class ShapeNovelty(AnomalyDetector):
         }
 
     # -- the picture and its novelty (pure) ------------------------------------------------------
+    def _window(self, s: ShapeState, v: float) -> np.ndarray | None:
+        """The readings `ring + [v]` as one array, oldest first; None until the ring is full.
+        The picture is made of its last `blocks * block_size` readings, the volatility channel
+        of the steps between all of them. Built afresh on the pure path and in the slow view;
+        `_learn` keeps it up to date instead (`_recent_window`)."""
+        ring = s.ring
+        n = len(ring)
+        if n < self.blocks * self.block_size:
+            return None
+        return np.fromiter(chain(ring, (v,)), float, n + 1)  # faster than np.array on a list
+
     def _picture(self, s: ShapeState, v: float) -> np.ndarray | None:
         """The value and the means of the last `blocks` blocks, newest block first; None until
         the ring is full."""
+        window = self._window(s, v)
+        return None if window is None else self._picture_of(window, v)
+
+    def _picture_of(self, window: np.ndarray, v: float) -> np.ndarray:
+        """`_picture` from the reading's `_window` (which ends with `v`)."""
         blocks, size = self.blocks, self.block_size
-        ring = s.ring
-        if len(ring) < blocks * size:
-            return None
-        readings = ring[1:] + [v]
-        window = np.fromiter(readings, float, len(readings))  # faster than np.array on a list
-        window.shape = (blocks, size)
+        grid = window[1:]  # a view: the oldest reading is only the first step's start
+        grid.shape = (blocks, size)
         picture = np.empty(blocks + 1)
-        # `np.add.reduce(...) / size` is exactly what `window.mean(axis=1)` computes, without
+        # `np.add.reduce(...) / size` is exactly what `grid.mean(axis=1)` computes, without
         # `mean`'s Python-level dispatch; reducing the rows in reverse puts the newest block first
-        # without another array
+        # without another array. Positional (axis, dtype, out): keywords cost ~0.5 us a call
+        # (numpy's stubs only know `out` as a keyword).
         means = picture[:blocks]
-        _add_reduce(window[::-1], axis=1, out=means)
+        _add_reduce(grid[::-1], 1, None, means)  # type: ignore[call-overload]
         means /= size
         picture[blocks] = v
         return picture
@@ -380,8 +402,9 @@ class ShapeNovelty(AnomalyDetector):
             extra += self._spread_term(s, s.spread, self._log_spread(s, v))
         return extra
 
-    def _learn_slow_terms(self, s: ShapeState, v: float) -> float:
-        """Learn reading `v` into the slow view and the cycle; return `_slow_terms(s, v)`."""
+    def _learn_slow_terms(self, s: ShapeState, v: float, recent: RecentWindow | None) -> float:
+        """Learn reading `v` (`recent`: its window, None until the ring is full) into the slow
+        view and the cycle; return `_slow_terms(s, v)`."""
         extra = 0.0
         coarse = self._coarse
         if coarse is not None:
@@ -392,14 +415,20 @@ class ShapeNovelty(AnomalyDetector):
             cycle = s.cycle
             if cycle is None:
                 cycle = s.cycle = PeriodTracker()
-            extra += self._period_term(*cycle.deviation(v))
-            cycle.update(v)
+            extra += self._period_term(*cycle.learn(v))
         if self.spread_weight:
             spread = s.spread
             if spread is None:
                 spread = s.spread = SpreadTrack()
-            level = self._log_spread(s, v)
-            if level is not None:
+            if recent is not None:
+                level = steps_spread(
+                    recent.steps,
+                    self.blocks,
+                    self.block_size,
+                    _SPREAD_ORDER,
+                    s.hi - s.lo,
+                    _SPREAD_FLOOR,
+                )
                 extra += self._spread_term(s, spread, level)
                 spread.learn(level, self.spread_alpha)
         return extra
@@ -441,7 +470,7 @@ class ShapeNovelty(AnomalyDetector):
 
     def learn_surprise(self, s: ShapeState, v: float) -> float:
         """Learn reading `v` (shape and value, no alarms); return its surprise."""
-        surprise = self._learn_shape(s, v, s.values.rarity(v), 0.0)
+        surprise = self._learn_shape(s, v, self._window(s, v), s.values.rarity(v), 0.0)
         self._learn_value(s, v)
         return surprise or 0.0
 
@@ -515,7 +544,11 @@ class ShapeNovelty(AnomalyDetector):
         # both read the state as it was before this reading, and are needed twice below
         rarity = s.values.rarity(v)
         recent = self._recent(s, v)
-        surprise = self._learn_shape(s, v, rarity, self._learn_slow_terms(s, v))
+        window = self._recent_window(s, v)  # the picture's and the volatility channel's
+        extra = self._learn_slow_terms(s, v, window)
+        surprise = self._learn_shape(
+            s, v, None if window is None else window.readings, rarity, extra
+        )
         score = 0.0
         if surprise is not None:
             record = False
@@ -530,12 +563,26 @@ class ShapeNovelty(AnomalyDetector):
         self._learn_value(s, v)
         return score
 
-    def _learn_shape(self, s: ShapeState, v: float, rarity: float, extra: float) -> float | None:
-        """Learn the picture of reading `v` (novelty mean, maturity, prototypes); return its
-        surprise, 0 in the grace period, None while the ring is not full."""
-        picture = self._picture(s, v)
-        if picture is None:
+    def _recent_window(self, s: ShapeState, v: float) -> RecentWindow | None:
+        """The `RecentWindow` of learning reading `v`; None until the ring is full."""
+        ring = s.ring
+        if len(ring) < self.blocks * self.block_size:
             return None
+        windows = self._windows
+        recent = windows.get(id(s))
+        if recent is None or not recent.fits(ring, s.n):
+            recent = windows[id(s)] = RecentWindow(ring, s.n)
+        recent.push(v)
+        return recent
+
+    def _learn_shape(
+        self, s: ShapeState, v: float, window: np.ndarray | None, rarity: float, extra: float
+    ) -> float | None:
+        """Learn the picture of reading `v` (novelty mean, maturity, prototypes) from its
+        `_window`; return its surprise, 0 in the grace period, None while the ring is not full."""
+        if window is None:
+            return None
+        picture = self._picture_of(window, v)
         novelty, j = self._novelty(s, picture)
         surprise = 0.0
         if s.n >= self.grace:

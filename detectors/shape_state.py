@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from detectors.alert_hold import AlertHold
 from detectors.prototype_library import PrototypeLibrary
 from detectors.record_gate import RecordGate
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from detectors.period_tracker import PeriodTracker
     from detectors.spread_channel import SpreadTrack
 
-__all__ = ["ShapeState"]
+__all__ = ["RecentWindow", "ShapeState"]
 
 # What the parts added after the first release start as, in `__slots__` order.
 _LATER = (None, None, None, 0, None)
@@ -77,3 +79,54 @@ class ShapeState:
         )
         for name, value in zip(self.__slots__, (*state, *missing)):
             setattr(self, name, value)
+
+
+class RecentWindow:
+    """A sensor's full ring plus the reading being learned, as one contiguous array, and the
+    absolute steps between those readings: what the picture and the volatility channel are made
+    of, kept up to date with two writes per reading instead of rebuilt from the ring.
+
+    A cache of `ShapeState.ring` and never pickled: it is valid for one state (`ring`, by
+    identity) at one reading count (`n`); anything else rebuilds it. Each array is stored twice
+    in a row (a "double" ring buffer), so that the newest `size` values are always one slice.
+    """
+
+    __slots__ = ("at", "n", "readings", "ring", "step_at", "steps", "stored", "stored_steps")
+
+    def __init__(self, ring: list[float], n: int) -> None:
+        self.ring = ring
+        self.n = n
+        size = len(ring) + 1  # readings in the window; one step fewer
+        x = np.fromiter(ring, float, size - 1)
+        steps = np.subtract(x[1:], x[:-1])
+        np.abs(steps, out=steps)
+        # oldest first, behind a placeholder (at 0) that the next reading overwrites
+        self.stored = np.zeros(2 * size)
+        self.stored[1:size] = self.stored[size + 1 :] = x
+        self.stored_steps = np.zeros(2 * (size - 1))
+        self.stored_steps[1 : size - 1] = self.stored_steps[size:] = steps
+        self.at = self.step_at = 0  # where the oldest value is, and the next one goes
+        self.readings = self.steps = x  # the windows: set by `push`
+
+    def fits(self, ring: list[float], n: int) -> bool:
+        """Does the cache hold `ring` as it is at reading count `n`?"""
+        return self.ring is ring and self.n == n
+
+    def push(self, v: float) -> None:
+        """Reading `v`, about to be learned: `readings` becomes `ring + [v]` and `steps` the
+        absolute differences between them (the doubles numpy's `abs(x[1:] - x[:-1])` gives),
+        both oldest first. Both buffers written inline: this runs for every reading."""
+        step = abs(v - self.ring[-1])
+        stored, at = self.stored, self.at
+        size = len(stored) >> 1
+        stored[at] = stored[at + size] = v  # the oldest value, in both copies
+        at += 1
+        self.readings = stored[at : at + size]
+        self.at = at if at < size else 0
+        stored, at = self.stored_steps, self.step_at
+        size -= 1
+        stored[at] = stored[at + size] = step
+        at += 1
+        self.steps = stored[at : at + size]
+        self.step_at = at if at < size else 0
+        self.n += 1

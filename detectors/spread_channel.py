@@ -23,7 +23,7 @@ import numpy as np
 # Comparisons instead of the min/max builtins on the per-reading path (as in record_gate.py).
 # ruff: noqa: FURB136, PLR1730
 
-__all__ = ["SpreadTrack", "log_spread"]
+__all__ = ["SpreadTrack", "log_spread", "steps_spread"]
 
 _add_reduce = np.add.reduce
 
@@ -38,9 +38,17 @@ def log_spread(
     if n < blocks * size:
         return None
     x = np.fromiter(chain(ring, (v,)), float, n + 1)
-    steps = np.abs(x[1:] - x[:-1])
-    steps.shape = (blocks, size)
-    sums = _add_reduce(steps, axis=1)
+    steps = np.subtract(x[1:], x[:-1])
+    np.abs(steps, out=steps)  # in place: no second temporary array
+    return steps_spread(steps, blocks, size, order, span, floor)
+
+
+def steps_spread(
+    steps: np.ndarray, blocks: int, size: int, order: int, span: float, floor: float
+) -> float:
+    """`log_spread` from the absolute steps of the full window (`blocks * size`, oldest first):
+    the detector keeps those up to date as readings come (`RecentWindow`)."""
+    sums = _add_reduce(steps.reshape(blocks, size), 1)  # positional: a keyword costs more
     sums.sort()
     spread = sums.item(order) / size
     return math.log(spread / (span if span > 1e-12 else 1e-12) + floor)
