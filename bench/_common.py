@@ -17,7 +17,7 @@ __all__ = ["create_topics", "produce", "records"]
 
 def records(count: int, machines: int, seed: int) -> list[tuple[bytes, bytes]]:
     """`count` simulated telemetry records as (key, value), round-robin over `machines`."""
-    from stream.simulator import Simulator
+    from anomstream.stream.simulator import Simulator
 
     sim = Simulator(machines=machines, seed=seed, fault_rate=2.0)
     return [(r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)]
@@ -39,8 +39,8 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate
 
 
 def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    from stream.config import load_config
-    from stream.kafka_io import ensure_topics
+    from anomstream.stream.config import load_config
+    from anomstream.stream.kafka_io import ensure_topics
 
     # Only the Kafka section matters here; state off so no signing key is needed to build it.
     config = load_config(environ={}, overrides={

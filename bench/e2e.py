@@ -131,16 +131,16 @@ DETECTOR = {"name": "default"}  # set from --detector in the child process
 
 
 def _setup_service(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
-    """anomstream's Service wired as `stream.app.serve` wires it: checkpoints on (default)."""
+    """anomstream's Service wired as `anomstream.stream.app.serve` wires it: checkpoints on (default)."""
     from prometheus_client import CollectorRegistry
 
-    from stream.checkpoint import Checkpointer, changelog_reader
-    from stream.config import load_config
-    from stream.http import Health
-    from stream.kafka_io import ensure_topics, make_consumer, make_producer
-    from stream.metrics import Metrics
-    from stream.pipeline import Pipeline
-    from stream.service import Service
+    from anomstream.stream.checkpoint import Checkpointer, changelog_reader
+    from anomstream.stream.config import load_config
+    from anomstream.stream.http import Health
+    from anomstream.stream.kafka_io import ensure_topics, make_consumer, make_producer
+    from anomstream.stream.metrics import Metrics
+    from anomstream.stream.pipeline import Pipeline
+    from anomstream.stream.service import Service
 
     config = load_config(overrides={
         "kafka.bootstrap_servers": bootstrap, "kafka.input_topics": [topic], "kafka.group_id": group,
@@ -205,7 +205,7 @@ def main() -> int:
 
     from contextlib import ExitStack
 
-    from stream.broker import EmbeddedBroker
+    from anomstream.stream.broker import EmbeddedBroker
 
     with ExitStack() as stack:
         bootstrap = args.bootstrap_servers or stack.enter_context(EmbeddedBroker()).bootstrap_servers

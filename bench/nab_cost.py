@@ -3,7 +3,7 @@
     python bench/nab_cost.py                    # the registry's default detector
     python bench/nab_cost.py --detector hst
 
-Throughput is measured exactly as `anomstream replay` runs (`evaluation.replay.replay_series`:
+Throughput is measured exactly as `anomstream replay` runs (`anomstream.evaluation.replay.replay_series`:
 score then learn, one `{"value": v}` dict per reading) in this single process, over every NAB
 file. State size is `len(pickle.dumps(model))` after the first 10,000 readings of each NAB file
 that long, plus a white-noise series (the least compressible signal); the largest is reported.
@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.entities import Entity
-from detectors.registry import build_detector
-from evaluation.nab_corpus import load_windows, read_series
-from evaluation.replay import replay_series
+from anomstream.detectors.entities import Entity
+from anomstream.detectors.registry import build_detector
+from anomstream.evaluation.nab_corpus import load_windows, read_series
+from anomstream.evaluation.replay import replay_series
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 STATE_READINGS = 10_000

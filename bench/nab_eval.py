@@ -1,8 +1,8 @@
 """Research harness: run a detector over the NAB corpus in-process and score it, with 2-fold split.
 
-Replays exactly as `anomstream replay` does (`evaluation.replay.replay_series`: one model per
+Replays exactly as `anomstream replay` does (`anomstream.evaluation.replay.replay_series`: one model per
 series, `{"value": v}`, score then learn), in parallel over files, and scores with the same
-`evaluation.nab_scorer`. The 2-fold split alternates files within each category (sorted by
+`anomstream.evaluation.nab_scorer`. The 2-fold split alternates files within each category (sorted by
 name), so both halves see every kind of series.
 
     python bench/nab_eval.py --detector default                      # the registry's default
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.entities import Entity
-from evaluation.nab_corpus import (
+from anomstream.detectors.entities import Entity
+from anomstream.evaluation.nab_corpus import (
     DataFile,
     load_corpus,
     match_results,
@@ -35,8 +34,8 @@ from evaluation.nab_corpus import (
     read_scores,
     read_series,
 )
-from evaluation.nab_scorer import Sweep
-from evaluation.replay import replay_series
+from anomstream.evaluation.nab_scorer import Sweep
+from anomstream.evaluation.replay import replay_series
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
@@ -60,7 +59,7 @@ def make_factory(spec: str, params: Mapping) -> Callable[[str], Entity]:
         module, name = spec.split(":")
         cls = getattr(importlib.import_module(module), name)
         return lambda _column: Entity(cls(**params), spec)
-    from detectors.registry import build_detector
+    from anomstream.detectors.registry import build_detector
 
     return lambda _column: Entity(build_detector(spec, params, seed=0), spec)
 

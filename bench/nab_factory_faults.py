@@ -16,13 +16,11 @@ import json
 import math
 import random
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors.policy import AlertPolicy, PolicyState
-from detectors.registry import build_detector
-from stream.config import load_config
+from anomstream.detectors.policy import AlertPolicy, PolicyState
+from anomstream.detectors.registry import build_detector
+from anomstream.stream.config import load_config
 
 N, ONSET, PERIOD = 6000, 3000, 288
 

@@ -1,4 +1,4 @@
-"""Research variant of `detectors.shape_novelty.ShapeNovelty` (not shipped).
+"""Research variant of `anomstream.detectors.shape_novelty.ShapeNovelty` (not shipped).
 
 `RawSurprise` emits the surprise itself, ``s / (s + 1000)`` (invert with ``1000 l / (1 - l)``),
 so post-processing ideas (record rules, per-sensor normalisation) can be tried in numpy on one
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.shape_novelty import ShapeNovelty
-from detectors.shape_state import ShapeState
+from anomstream.detectors.shape_novelty import ShapeNovelty
+from anomstream.detectors.shape_state import ShapeState
 
 
 class RawSurprise(ShapeNovelty):

@@ -2,25 +2,21 @@
 
 Raw signals are computed vectorised (every filter causal: reading t only sees readings <= t),
 then a small post-processor (likelihood + post-alarm suppression) turns them into scores that
-`evaluation.nab_scorer` rates. Used to choose the default detector's design on fold A.
+`anomstream.evaluation.nab_scorer` rates. Used to choose the default detector's design on fold A.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from scipy.signal import lfilter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_eval import NAB, folds, print_report, report
 
-from evaluation.nab_corpus import load_corpus, read_series
+from anomstream.evaluation.nab_corpus import load_corpus, read_series
 
 CORPUS = load_corpus(NAB)
 VALUES = {k: read_series(NAB / "data" / k)[1]["value"] for k in CORPUS}

@@ -13,16 +13,14 @@ import itertools
 import json
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_eval import NAB, load_corpus, report, run_corpus
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cls", default="detectors.shape_novelty:ShapeNovelty")
+    parser.add_argument("--cls", default="anomstream.detectors.shape_novelty:ShapeNovelty")
     parser.add_argument("--base", default="{}", help="JSON parameters common to every run")
     parser.add_argument("--grid", required=True, help="JSON: parameter -> list of values")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -3,7 +3,7 @@
 Three measurements, each service run in its own child process (like bench/e2e.py's roles), each
 with a fresh group, alert/DLQ topics and changelog topic so no run restores another's state:
 
-1. checkpoint cost: one service process (`stream.app.serve`, what `anomstream run` runs) drains
+1. checkpoint cost: one service process (`anomstream.stream.app.serve`, what `anomstream run` runs) drains
    the same backlog of N simulated records with state checkpoints ON (default interval 5 s), OFF
    (`state.enabled=false`: offsets committed after every batch) and in exactly-once mode
    (`state.exactly_once=true`: one Kafka transaction per checkpoint), and ON with a 1 s interval
@@ -48,7 +48,6 @@ from typing import Any
 
 import orjson
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root
 
 from _common import create_topics as _create  # bench/ is sys.path[0]: run as a script
 from _common import produce as _produce
@@ -66,7 +65,7 @@ MODE_LABEL = {"on": "checkpoints ON (5 s)", "off": "state OFF", "eos": "exactly-
 
 def _service_config(bootstrap: str, topic: str, group: str, mode: str, detector: str, partitions: int,
                     instance: str = "") -> Any:
-    from stream.config import load_config
+    from anomstream.stream.config import load_config
 
     overrides: dict[str, Any] = {
         "kafka.bootstrap_servers": bootstrap, "kafka.input_topics": [topic], "kafka.group_id": group,
@@ -86,12 +85,12 @@ def _service_config(bootstrap: str, topic: str, group: str, mode: str, detector:
 
 def _run_service(args: argparse.Namespace) -> dict[str, Any]:
     """`anomstream run` (stream.app.serve) until `expected` records were processed or SIGTERM."""
-    from stream import signals
+    from anomstream.stream import signals
 
     signals.install()  # SIGTERM -> clean stop (final checkpoint + commit), as `anomstream run`
     from prometheus_client import CollectorRegistry
 
-    from stream.app import serve
+    from anomstream.stream.app import serve
 
     config = _service_config(args.bootstrap_servers, args.topic, args.group, args.mode, args.detector,
                              args.partitions, args.instance)
@@ -102,7 +101,7 @@ def _run_service(args: argparse.Namespace) -> dict[str, Any]:
             if record.getMessage().startswith("partitions assigned"):
                 assignments[0] += 1
 
-    service_log = logging.getLogger("stream.service")
+    service_log = logging.getLogger("anomstream.stream.service")
     service_log.setLevel(logging.INFO)
     service_log.addHandler(_CountAssignments())
     stop = signals.STOP
@@ -234,13 +233,13 @@ class _Rec:
 def _restore_layout(bootstrap: str, args: argparse.Namespace, machines: int, sensors: int) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
-    from detectors.entities import ModelStore
-    from stream.checkpoint import Checkpointer, changelog_reader
-    from stream.kafka_io import ensure_topics, make_producer
-    from stream.metrics import Metrics
-    from stream.pipeline import Pipeline
-    from stream.simulator import Simulator
-    from stream.state_codec import codec_from_config
+    from anomstream.detectors.entities import ModelStore
+    from anomstream.stream.checkpoint import Checkpointer, changelog_reader
+    from anomstream.stream.kafka_io import ensure_topics, make_producer
+    from anomstream.stream.metrics import Metrics
+    from anomstream.stream.pipeline import Pipeline
+    from anomstream.stream.simulator import Simulator
+    from anomstream.stream.state_codec import codec_from_config
 
     group = f"bench-restore-{uuid.uuid4().hex[:8]}"
     config = _service_config(bootstrap, "telemetry", group, "on", args.detector, args.partitions)
@@ -451,7 +450,7 @@ def main() -> int:
 
     from contextlib import ExitStack
 
-    from stream.broker import EmbeddedBroker
+    from anomstream.stream.broker import EmbeddedBroker
 
     parts = args.only.split(",")
     results: dict[str, Any] = {}

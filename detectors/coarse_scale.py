@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from detectors.shape_novelty import ShapeNovelty
-    from detectors.shape_state import ShapeState
+    from anomstream.detectors.shape_novelty import ShapeNovelty
+    from anomstream.detectors.shape_state import ShapeState
 
 __all__ = ["CoarseScale", "CoarseTrack"]
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from river.base import AnomalyDetector
 
-from detectors.policy import PolicyState
-from detectors.registry import build_detector
+from anomstream.detectors.policy import PolicyState
+from anomstream.detectors.registry import build_detector
 
 __all__ = ["MACHINE_WIDE", "Codec", "Entity", "MachineState", "ModelStore", "TemplateRule"]
 

@@ -14,10 +14,10 @@ from typing import Any
 from river import anomaly, preprocessing
 from river.base import AnomalyDetector
 
-from detectors.calibration import TailProbability
-from detectors.ewm_zscore import EWMZScore
-from detectors.shape_novelty import ShapeNovelty
-from stream.errors import ConfigError
+from anomstream.detectors.calibration import TailProbability
+from anomstream.detectors.ewm_zscore import EWMZScore
+from anomstream.detectors.shape_novelty import ShapeNovelty
+from anomstream.stream.errors import ConfigError
 
 __all__ = ["DETECTORS", "DetectorSpec", "build_detector", "detector_names"]
 

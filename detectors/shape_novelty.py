@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 from river.base import AnomalyDetector
 
-from detectors.alarm_memory import AlarmMemory, signature
-from detectors.coarse_scale import COARSE_MODEL, CoarseScale
-from detectors.period_tracker import PeriodTracker
-from detectors.shape_state import RecentWindow, ShapeState
-from detectors.spread_channel import SpreadTrack, log_spread, steps_spread
+from anomstream.detectors.alarm_memory import AlarmMemory, signature
+from anomstream.detectors.coarse_scale import COARSE_MODEL, CoarseScale
+from anomstream.detectors.period_tracker import PeriodTracker
+from anomstream.detectors.shape_state import RecentWindow, ShapeState
+from anomstream.detectors.spread_channel import SpreadTrack, log_spread, steps_spread
 
 # Comparisons instead of the min/max builtins on the per-reading path: a builtin call costs about
 # as much as the arithmetic around it, and `a if a < b else b` gives exactly min(b, a)'s result.

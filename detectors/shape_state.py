@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detectors.alert_hold import AlertHold
-from detectors.prototype_library import PrototypeLibrary
-from detectors.record_gate import RecordGate
-from detectors.value_histogram import ValueHistogram
+from anomstream.detectors.alert_hold import AlertHold
+from anomstream.detectors.prototype_library import PrototypeLibrary
+from anomstream.detectors.record_gate import RecordGate
+from anomstream.detectors.value_histogram import ValueHistogram
 
 if TYPE_CHECKING:
-    from detectors.alarm_memory import AlarmMemory
-    from detectors.coarse_scale import CoarseTrack
-    from detectors.period_tracker import PeriodTracker
-    from detectors.spread_channel import SpreadTrack
+    from anomstream.detectors.alarm_memory import AlarmMemory
+    from anomstream.detectors.coarse_scale import CoarseTrack
+    from anomstream.detectors.period_tracker import PeriodTracker
+    from anomstream.detectors.spread_channel import SpreadTrack
 
 __all__ = ["RecentWindow", "ShapeState"]
 

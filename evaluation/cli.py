@@ -9,8 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from stream.errors import AnomstreamError
-from stream.options import add_config_flags, config_from_args
+from anomstream.stream.errors import AnomstreamError
+from anomstream.stream.options import add_config_flags, config_from_args
 
 __all__ = ["register", "run_nab_score", "run_replay"]
 
@@ -103,8 +103,8 @@ def _data_rows(path: Path) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from evaluation.nab_corpus import load_windows
-    from evaluation.replay import find_inputs, iter_replays, write_results
+    from anomstream.evaluation.nab_corpus import load_windows
+    from anomstream.evaluation.replay import find_inputs, iter_replays, write_results
 
     # Replay keeps no state between runs: the checkpoint settings (and their signing key,
     # required when enabled) do not apply, so an offline run needs no secret.
@@ -117,7 +117,7 @@ def run_replay(args: argparse.Namespace) -> int:
         raise AnomstreamError(f"{args.input}: no CSV files")
     labels = load_windows(args.labels) if args.labels else {}
     if args.plot:
-        from evaluation.plot import plot_series
+        from anomstream.evaluation.plot import plot_series
     total = sum(_data_rows(path) for path, _ in inputs)
     with tqdm(
         total=total, unit="reading", unit_scale=True, disable=args.no_progress, desc="replay"
@@ -136,8 +136,8 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_nab_score(args: argparse.Namespace) -> int:
-    from evaluation.nab_corpus import load_corpus, match_results, profiles_in, read_scores
-    from evaluation.nab_scorer import score_corpus
+    from anomstream.evaluation.nab_corpus import load_corpus, match_results, profiles_in, read_scores
+    from anomstream.evaluation.nab_scorer import score_corpus
 
     try:
         corpus = load_corpus(args.nab)

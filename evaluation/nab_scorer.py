@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.nab_corpus import DataFile, Profile
+from anomstream.evaluation.nab_corpus import DataFile, Profile
 
 __all__ = [
     "PROBATION_FRACTION",

@@ -1,7 +1,7 @@
 """One PNG per replayed series: signal, score, alert threshold, alerts, label windows.
 
 Alerts are what the service would raise: the calibrated scores run through the configured
-`detectors.policy.AlertPolicy` (thresholds, minimum run, hysteresis, cooldown), so the plot shows
+`anomstream.detectors.policy.AlertPolicy` (thresholds, minimum run, hysteresis, cooldown), so the plot shows
 alarms an operator would actually have received, not every reading above the threshold.
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.policy import AlertPolicy, PolicyState
-from evaluation.replay import ReplayedSeries
-from stream.config import Config
-from stream.errors import AnomstreamError
+from anomstream.detectors.policy import AlertPolicy, PolicyState
+from anomstream.evaluation.replay import ReplayedSeries
+from anomstream.stream.config import Config
+from anomstream.stream.errors import AnomstreamError
 
 __all__ = ["alert_rows", "plot_series"]
 

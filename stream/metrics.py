@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from stream import __version__
+from anomstream import __version__
 
 __all__ = ["LATENCY_BUCKETS", "SCORE_BUCKETS", "BatchHistogram", "Metrics"]
 
@@ -194,7 +194,7 @@ class Metrics:
 
     def _initialise_label_values(self) -> None:
         """Create every known label combination at 0, so rate()/increase() see the first event."""
-        from stream.telemetry import REASONS
+        from anomstream.stream.telemetry import REASONS
 
         for reason in REASONS:
             self.readings_rejected.labels(reason)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stream.config import Config, load_config
+from anomstream.stream.config import Config, load_config
 
 __all__ = ["add_config_flags", "add_kafka_flags", "config_from_args"]
 

@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from detectors.entities import MACHINE_WIDE, MachineState, ModelStore
-from detectors.policy import FIRING, AlertPolicy, Transition
-from stream import __version__
-from stream.alerts import AlertSource, OutgoingMessage, build_alert
-from stream.config import Config
-from stream.errors import InvalidRecord
-from stream.metrics import Metrics
-from stream.state_codec import codec_from_config
-from stream.telemetry import Reading, TelemetryDecoder
+from anomstream.detectors.entities import MACHINE_WIDE, MachineState, ModelStore
+from anomstream.detectors.policy import FIRING, AlertPolicy, Transition
+from anomstream import __version__
+from anomstream.stream.alerts import AlertSource, OutgoingMessage, build_alert
+from anomstream.stream.config import Config
+from anomstream.stream.errors import InvalidRecord
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.state_codec import codec_from_config
+from anomstream.stream.telemetry import Reading, TelemetryDecoder
 
 __all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 

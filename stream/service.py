@@ -26,12 +26,12 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
-from stream.checkpoint import Checkpointer
-from stream.config import Config
-from stream.http import Health
-from stream.kafka_io import as_commit_offsets, commit_offsets, partition_lag, publish
-from stream.metrics import Metrics
-from stream.pipeline import BatchOutput, Pipeline
+from anomstream.stream.checkpoint import Checkpointer
+from anomstream.stream.config import Config
+from anomstream.stream.http import Health
+from anomstream.stream.kafka_io import as_commit_offsets, commit_offsets, partition_lag, publish
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import BatchOutput, Pipeline
 
 __all__ = ["Service"]
 

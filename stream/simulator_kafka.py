@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from stream.errors import DeliveryError
-from stream.simulator import Reading
+from anomstream.stream.errors import DeliveryError
+from anomstream.stream.simulator import Reading
 
 __all__ = ["produce_readings"]
 

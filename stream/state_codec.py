@@ -17,7 +17,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from stream.errors import AnomstreamError, ConfigError
+from anomstream.stream.errors import AnomstreamError, ConfigError
 
 __all__ = ["StateCodec", "StateRejected", "codec_from_config"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from stream.config import TelemetryConfig
-from stream.errors import InvalidRecord
+from anomstream.stream.config import TelemetryConfig
+from anomstream.stream.errors import InvalidRecord
 
 __all__ = ["MAX_SENSORS", "REASONS", "Reading", "TelemetryDecoder"]
 

@@ -11,7 +11,7 @@ import jsonschema
 import orjson
 
 ALERT_SCHEMA = json.loads(
-    resources.files("anomstream_config").joinpath("schemas/alert-v1.json").read_text("utf-8")
+    resources.files("anomstream.config").joinpath("schemas/alert-v1.json").read_text("utf-8")
 )
 _VALIDATOR = jsonschema.Draft202012Validator(ALERT_SCHEMA, format_checker=jsonschema.FormatChecker())
 

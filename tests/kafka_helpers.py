@@ -13,10 +13,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream.app import new_registry, serve
-from stream.config import Config, load_config
-from stream.kafka_io import ensure_topics
-from stream.pipeline import BatchOutput
+from anomstream.stream.app import new_registry, serve
+from anomstream.stream.config import Config, load_config
+from anomstream.stream.kafka_io import ensure_topics
+from anomstream.stream.pipeline import BatchOutput
 
 TEST_SIGNING_KEY = "anomstream-test-signing-key"
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kafka_helpers import wait_until
 
-from stream.broker import free_port
+from anomstream.stream.broker import free_port
 
 __all__ = [
     "ALERTMANAGER_YML",

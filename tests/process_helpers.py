@@ -9,13 +9,16 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from pathlib import Path
 
+from anomstream.stream.broker import free_port
+from anomstream.stream.config import Config
 from kafka import KafkaAdminClient
 
-from stream.broker import free_port
-from stream.config import Config
-
-ANOMSTREAM = [sys.executable, "-m", "stream.cli"]
+# The console script that the install put next to this interpreter: what a user runs.
+_SCRIPT = Path(sys.executable).with_name("anomstream")
+assert _SCRIPT.exists(), f"no installed `anomstream` command beside {sys.executable}: install the package"
+ANOMSTREAM = [str(_SCRIPT)]
 
 
 class ServiceProcess:

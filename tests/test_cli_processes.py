@@ -12,8 +12,8 @@ import pytest
 from kafka_helpers import produce, service_config, wait_until
 from process_helpers import ANOMSTREAM, committed
 
-from stream.broker import free_port
-from stream.simulator import Simulator
+from anomstream.stream.broker import free_port
+from anomstream.stream.simulator import Simulator
 
 
 @pytest.mark.broker

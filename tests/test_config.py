@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.config import Config, load_config
-from stream.errors import ConfigError
+from anomstream.stream.config import Config, load_config
+from anomstream.stream.errors import ConfigError
 
 KEY = {"ANOMSTREAM_STATE__SIGNING_KEY": "k" * 16}
 

@@ -16,7 +16,7 @@ import pytest
 from river.base import AnomalyDetector
 from river.checks import common
 
-from detectors.registry import DETECTORS, build_detector
+from anomstream.detectors.registry import DETECTORS, build_detector
 
 MODEL_CHECKS = [
     common.check_repr,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.nab_corpus import (
+from anomstream.evaluation.nab_corpus import (
     DataFile,
     Profile,
     load_corpus,
@@ -16,7 +16,7 @@ from evaluation.nab_corpus import (
     profiles_in,
     read_scores,
 )
-from evaluation.nab_scorer import Sweep, probation_rows, score_corpus
+from anomstream.evaluation.nab_scorer import Sweep, probation_rows, score_corpus
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)

@@ -46,11 +46,11 @@ from ops_helpers import (
     wait_until,
 )
 
-from stream.app import new_registry
-from stream.cli import build_parser
-from stream.metrics import Metrics
-from stream.options import config_from_args
-from stream.telemetry import REASONS
+from anomstream.stream.app import new_registry
+from anomstream.stream.cli import build_parser
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.options import config_from_args
+from anomstream.stream.telemetry import REASONS
 
 COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
 OPERATIONS_DOC = REPO / "docs" / "operations.md"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from anomstream.stream.telemetry import REASONS
 from kafka_helpers import FAST_GROUP, produce
 from ops_helpers import (
     PROMETHEUS_YML,
@@ -35,9 +35,8 @@ from ops_helpers import (
     stop_process,
     wait_until,
 )
+from process_helpers import ANOMSTREAM
 from prometheus_client.parser import text_string_to_metric_families
-
-from stream.telemetry import REASONS
 
 pytestmark = pytest.mark.broker
 
@@ -54,9 +53,8 @@ SENT = SIMULATED + len(MALFORMED)
 
 
 def _anomstream_command() -> list[str]:
-    """The installed console script next to this interpreter, else the same entry point."""
-    script = Path(sys.executable).with_name("anomstream")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "stream.cli"]
+    """The installed console script next to this interpreter."""
+    return list(ANOMSTREAM)
 
 
 def _tail(path: Path, lines: int = 40) -> str:

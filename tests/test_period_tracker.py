@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from detectors.period_tracker import PeriodTracker
-from evaluation.nab_corpus import read_series
+from anomstream.detectors.period_tracker import PeriodTracker
+from anomstream.evaluation.nab_corpus import read_series
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 

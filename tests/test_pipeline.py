@@ -10,10 +10,10 @@ from fakes import FakeClock, FakeRecord, records_from, validate_alert
 from kafka_helpers import TEST_SIGNING_KEY
 from prometheus_client import CollectorRegistry
 
-from stream.config import load_config
-from stream.metrics import Metrics
-from stream.pipeline import DLQ_REASON_HEADER, Pipeline
-from stream.simulator import FaultSpec, Simulator
+from anomstream.stream.config import load_config
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import DLQ_REASON_HEADER, Pipeline
+from anomstream.stream.simulator import FaultSpec, Simulator
 
 
 def _pipeline(**overrides: object) -> tuple[Pipeline, CollectorRegistry]:

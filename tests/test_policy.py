@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from detectors.policy import COOLDOWN, FIRING, NORMAL, AlertPolicy, PolicyState
+from anomstream.detectors.policy import COOLDOWN, FIRING, NORMAL, AlertPolicy, PolicyState
 
 
 def _run(policy: AlertPolicy, scores: list[float]) -> list[tuple[int, str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import main
+from anomstream.stream.cli import main
 
 N = 400
 

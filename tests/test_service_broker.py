@@ -11,8 +11,8 @@ import pytest
 from fakes import validate_alert
 from kafka_helpers import produce, produce_sim, read_topic, running_service, service_config
 
-from stream.pipeline import DLQ_REASON_HEADER
-from stream.simulator import FaultSpec, Simulator
+from anomstream.stream.pipeline import DLQ_REASON_HEADER
+from anomstream.stream.simulator import FaultSpec, Simulator
 
 pytestmark = pytest.mark.broker
 

@@ -8,11 +8,11 @@ from kafka import TopicPartition
 from kafka_helpers import TEST_SIGNING_KEY
 from prometheus_client import CollectorRegistry
 
-from stream.config import load_config
-from stream.http import Health
-from stream.metrics import Metrics
-from stream.pipeline import Pipeline
-from stream.service import Service
+from anomstream.stream.config import load_config
+from anomstream.stream.http import Health
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import Pipeline
+from anomstream.stream.service import Service
 
 
 class _Consumer:

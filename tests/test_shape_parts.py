@@ -16,12 +16,12 @@ import warnings
 import numpy as np
 import pytest
 
-from detectors.alarm_memory import AlarmMemory, signature
-from detectors.coarse_scale import CoarseTrack
-from detectors.period_tracker import PeriodTracker
-from detectors.shape_novelty import _RARE_REPEATS, ShapeNovelty
-from detectors.shape_state import ShapeState
-from detectors.spread_channel import SpreadTrack, log_spread
+from anomstream.detectors.alarm_memory import AlarmMemory, signature
+from anomstream.detectors.coarse_scale import CoarseTrack
+from anomstream.detectors.period_tracker import PeriodTracker
+from anomstream.detectors.shape_novelty import _RARE_REPEATS, ShapeNovelty
+from anomstream.detectors.shape_state import ShapeState
+from anomstream.detectors.spread_channel import SpreadTrack, log_spread
 
 DAY = 288  # readings per synthetic cycle
 TROUGH = 3 * DAY // 4  # phase of the sine's minimum

@@ -14,9 +14,9 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.errors import DeliveryError
-from stream.simulator import FAULT_KINDS, SENSORS, Fault, FaultSpec, Simulator
-from stream.simulator_kafka import produce_readings
+from anomstream.stream.errors import DeliveryError
+from anomstream.stream.simulator import FAULT_KINDS, SENSORS, Fault, FaultSpec, Simulator
+from anomstream.stream.simulator_kafka import produce_readings
 
 START = 1795338000.0  # 2026-11-22T09:00:00Z
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

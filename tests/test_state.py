@@ -10,11 +10,11 @@ from fakes import FakeClock, FakeRecord
 from kafka_helpers import TEST_SIGNING_KEY
 from prometheus_client import CollectorRegistry
 
-from detectors.entities import ModelStore, TemplateRule
-from stream.config import load_config
-from stream.metrics import Metrics
-from stream.pipeline import Pipeline
-from stream.state_codec import StateCodec, StateRejected
+from anomstream.detectors.entities import ModelStore, TemplateRule
+from anomstream.stream.config import load_config
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import Pipeline
+from anomstream.stream.state_codec import StateCodec, StateRejected
 
 
 class _Bomb:

@@ -25,11 +25,11 @@ from kafka_helpers import (
 from process_helpers import ServiceProcess, committed
 from prometheus_client import CollectorRegistry
 
-from stream.config import Config
-from stream.metrics import Metrics
-from stream.pipeline import Pipeline
-from stream.simulator import FaultSpec, Simulator
-from stream.state_codec import StateCodec
+from anomstream.stream.config import Config
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import Pipeline
+from anomstream.stream.simulator import FaultSpec, Simulator
+from anomstream.stream.state_codec import StateCodec
 
 pytestmark = pytest.mark.broker
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream.config import TelemetryConfig
-from stream.errors import InvalidRecord
-from stream.telemetry import TelemetryDecoder
+from anomstream.stream.config import TelemetryConfig
+from anomstream.stream.errors import InvalidRecord
+from anomstream.stream.telemetry import TelemetryDecoder
 
 DECODER = TelemetryDecoder(TelemetryConfig())
 

@@ -20,15 +20,15 @@ from typing import TextIO
 import orjson
 from kafka import KafkaProducer
 
-from stream import signals
-from stream.alerts import OutgoingMessage
-from stream.app import serve
-from stream.broker import EmbeddedBroker, free_port
-from stream.commands.run import setup_logging
-from stream.options import add_config_flags, config_from_args
-from stream.pipeline import BatchOutput
-from stream.simulator import Reading, Simulator
-from stream.simulator_kafka import produce_readings
+from anomstream.stream import signals
+from anomstream.stream.alerts import OutgoingMessage
+from anomstream.stream.app import serve
+from anomstream.stream.broker import EmbeddedBroker, free_port
+from anomstream.stream.commands.run import setup_logging
+from anomstream.stream.options import add_config_flags, config_from_args
+from anomstream.stream.pipeline import BatchOutput
+from anomstream.stream.simulator import Reading, Simulator
+from anomstream.stream.simulator_kafka import produce_readings
 
 __all__ = ["format_alert", "register", "run"]
 

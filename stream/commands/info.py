@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import json
 
-from detectors.registry import DETECTORS, detector_names
-from stream.config import default_config_text
-from stream.options import add_config_flags, config_from_args
+from anomstream.detectors.registry import DETECTORS, detector_names
+from anomstream.stream.config import default_config_text
+from anomstream.stream.options import add_config_flags, config_from_args
 
 __all__ = ["register"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from stream import signals
-from stream.app import serve
-from stream.options import add_config_flags, add_kafka_flags, config_from_args
+from anomstream.stream import signals
+from anomstream.stream.app import serve
+from anomstream.stream.options import add_config_flags, add_kafka_flags, config_from_args
 
 __all__ = ["register", "run", "setup_logging"]
 

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from stream import signals
-from stream.config import KafkaConfig
-from stream.errors import BrokerUnavailable, DeliveryError
-from stream.options import add_config_flags, add_kafka_flags, config_from_args
-from stream.simulator import DEFAULT_FAULT_RATE, FAULT_KINDS, SENSORS, Simulator
-from stream.simulator_kafka import produce_readings
+from anomstream.stream import signals
+from anomstream.stream.config import KafkaConfig
+from anomstream.stream.errors import BrokerUnavailable, DeliveryError
+from anomstream.stream.options import add_config_flags, add_kafka_flags, config_from_args
+from anomstream.stream.simulator import DEFAULT_FAULT_RATE, FAULT_KINDS, SENSORS, Simulator
+from anomstream.stream.simulator_kafka import produce_readings
 
 __all__ = ["register", "run"]
 
