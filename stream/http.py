@@ -1,5 +1,9 @@
 """One HTTP port: `/metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness).
 
+- `/metrics` is prometheus_client's own exposition (its WSGI app): text or OpenMetrics by the
+  `Accept` header, gzip when the scraper accepts it, `name[]=` filtering. Every path answers
+  HEAD too (headers only), for probes that check without a body.
+
 - `/healthz` is 200 while the processing loop keeps turning (it touches `Health.beat()` every
   poll); a loop stuck for longer than `stall_seconds` makes it 503, so an orchestrator restarts us.
 - `/readyz` is 200 only when the broker is reachable and this instance holds partitions.
@@ -15,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 __all__ = ["Health", "HttpServer"]
 
@@ -53,11 +57,16 @@ class Health:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    _head = False
+
+    def do_HEAD(self) -> None:
+        self._head = True
+        self.do_GET()
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         if path == "/metrics":
-            self._send(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
+            self._send_metrics(query)
         elif path == "/healthz":
             self._send_json(*self.server.health.liveness())
         elif path == "/readyz":
@@ -65,16 +74,36 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(False, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]}, 404)
 
+    def _send_metrics(self, query: str) -> None:
+        """Hand the request to prometheus_client's WSGI app: it negotiates the format and the
+        compression exactly as its own servers do."""
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/metrics",
+            "QUERY_STRING": query,
+            "HTTP_ACCEPT": self.headers.get("Accept", ""),
+            "HTTP_ACCEPT_ENCODING": self.headers.get("Accept-Encoding", ""),
+        }
+        reply: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            reply.update(status=int(status.split(" ", 1)[0]), headers=headers)
+
+        payload = b"".join(self.server.metrics_app(environ, start_response))
+        self._send(reply["status"], payload, headers=reply["headers"])
+
     def _send_json(self, ok: bool, body: dict[str, Any], status: int | None = None) -> None:
         payload = json.dumps({"status": "ok" if ok else "unavailable", **body}).encode()
-        self._send(status or (200 if ok else 503), payload, "application/json")
+        self._send(status or (200 if ok else 503), payload, headers=[("Content-Type", "application/json")])
 
-    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+    def _send(self, status: int, payload: bytes, *, headers: list[tuple[str, str]]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if not self._head:
+            self.wfile.write(payload)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # scrapes every few seconds would drown the service log
@@ -82,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    registry: CollectorRegistry
+    metrics_app: Any  # prometheus_client's WSGI exposition app
     health: Health
 
 
@@ -91,7 +120,7 @@ class HttpServer:
 
     def __init__(self, *, host: str, port: int, registry: CollectorRegistry, health: Health) -> None:
         self._server = _Server((host, port), _Handler)
-        self._server.registry = registry
+        self._server.metrics_app = make_wsgi_app(registry)
         self._server.health = health
         self._thread = threading.Thread(target=self._server.serve_forever, name="anomstream-http", daemon=True)
 
