@@ -8,11 +8,10 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from anomstream.stream.app import new_registry
 from anomstream.stream.http import Health, HttpServer
 from anomstream.stream.metrics import Metrics
+from prometheus_client.parser import text_string_to_metric_families
 
 
 @pytest.fixture
