@@ -25,6 +25,7 @@ from anomstream.stream.alerts import OutgoingMessage
 from anomstream.stream.app import serve
 from anomstream.stream.broker import EmbeddedBroker, free_port
 from anomstream.stream.commands.run import setup_logging
+from anomstream.stream.kafka_io import ensure_topics
 from anomstream.stream.options import add_config_flags, config_from_args
 from anomstream.stream.pipeline import BatchOutput
 from anomstream.stream.simulator import Reading, Simulator
@@ -109,6 +110,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             fault_rate=args.fault_rate,
         )
         topic = config.kafka.input_topics[0]
+        # Before the simulator writes: a broker that auto-creates topics on first produce would
+        # pick its own partition count for the telemetry topic.
+        ensure_topics(config.kafka, [topic])
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         stack.callback(producer.close)
         feeder = threading.Thread(
