@@ -39,6 +39,7 @@ __all__ = [
     "StateConfig",
     "TelemetryConfig",
     "default_config_text",
+    "kafka_client_options",
     "load_config",
 ]
 
@@ -90,6 +91,18 @@ class KafkaConfig:
     topic_partitions: int = 3
     producer_linger_ms: int = 5
     security_protocol: str = "PLAINTEXT"
+    # TLS (security_protocol SSL or SASL_SSL); "" = unset, kafka-python's default applies.
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_password: str = field(default="", repr=False)  # the client key's password
+    ssl_check_hostname: bool = True
+    # SASL (security_protocol SASL_PLAINTEXT or SASL_SSL).
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    sasl_password_file: str = ""  # read the password from this file instead
+    startup_timeout_seconds: float = 60.0
 
     _checks: ClassVar[dict[str, Any]] = {
         "bootstrap_servers": _non_empty,
@@ -106,7 +119,28 @@ class KafkaConfig:
         "topic_partitions": _positive,
         "producer_linger_ms": _non_negative,
         "security_protocol": _one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "sasl_mechanism": _one_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "startup_timeout_seconds": _positive,
     }
+
+    def __post_init__(self) -> None:
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username:
+                raise ConfigError(
+                    "kafka.sasl_username", f"required when security_protocol is {self.security_protocol}"
+                )
+            if not self.sasl_password:
+                raise ConfigError(
+                    "kafka.sasl_password",
+                    f"required when security_protocol is {self.security_protocol}: set "
+                    "ANOMSTREAM_KAFKA__SASL_PASSWORD or kafka.sasl_password_file",
+                )
+        if self.ssl_password and not self.ssl_keyfile:
+            raise ConfigError(
+                "kafka.ssl_password", "needs kafka.ssl_keyfile (it is that key's password)"
+            )
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            _require_readable(f"kafka.{key}", getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -271,6 +305,26 @@ class Config:
         return _build(Config, tree, "")
 
 
+def kafka_client_options(config: KafkaConfig) -> dict[str, Any]:
+    """The kafka-python security keyword arguments of `config` (consumer, producer, admin alike).
+
+    Only the options `security_protocol` uses are returned; unset paths are left out so
+    kafka-python's defaults apply. The one place secrets are handed to the client.
+    """
+    options: dict[str, Any] = {"security_protocol": config.security_protocol}
+    if config.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_check_hostname"] = config.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password"):
+            if getattr(config, key):
+                options[key] = getattr(config, key)
+    if config.security_protocol.startswith("SASL_"):
+        # kafka-python names the credentials sasl_plain_* for the SCRAM mechanisms too.
+        options["sasl_mechanism"] = config.sasl_mechanism
+        options["sasl_plain_username"] = config.sasl_username
+        options["sasl_plain_password"] = config.sasl_password
+    return options
+
+
 def default_config_text() -> str:
     """The shipped default configuration file, with its comments."""
     return resources.files("anomstream.config").joinpath("anomstream.toml").read_text("utf-8")
@@ -300,22 +354,36 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)
-    _read_key_file(tree.get("state"))
+    _read_secret_file(tree, "state", "signing_key")
+    _read_secret_file(tree, "kafka", "sasl_password")
     return _build(Config, tree, "")
 
 
-def _read_key_file(state: Any) -> None:
-    """`state.signing_key_file` -> `state.signing_key`, so the key never has to sit in the
+def _read_secret_file(tree: dict[str, Any], section: str, key: str) -> None:
+    """`<section>.<key>_file` -> `<section>.<key>`, so a secret never has to sit in the
     environment (visible in `docker inspect`, /proc/<pid>/environ)."""
-    if not isinstance(state, dict) or not state.get("signing_key_file"):
+    table = tree.get(section)
+    file_key = f"{key}_file"
+    if not isinstance(table, dict) or not table.get(file_key):
         return
-    path = state["signing_key_file"]
-    if state.get("signing_key"):
-        raise ConfigError("state.signing_key_file", "set signing_key or signing_key_file, not both")
+    path = table[file_key]
+    if table.get(key):
+        raise ConfigError(f"{section}.{file_key}", f"set {key} or {file_key}, not both")
     try:
-        state["signing_key"] = Path(path).read_text("utf-8").strip()
+        table[key] = Path(path).read_text("utf-8").strip()
     except OSError as exc:
-        raise ConfigError("state.signing_key_file", f"cannot read {path}: {exc.strerror or exc}") from None
+        problem = f"cannot read {path}: {exc.strerror or exc}"
+        raise ConfigError(f"{section}.{file_key}", problem) from None
+
+
+def _require_readable(key: str, path: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -50,5 +50,8 @@ def _config(args: argparse.Namespace) -> int:
     state = effective["state"]  # secrets are validated, never printed
     state["signing_key"] = "<set>" if state["signing_key"] else ""
     state["previous_signing_keys"] = ["<set>"] * len(state["previous_signing_keys"])
+    kafka = effective["kafka"]
+    for key in ("ssl_password", "sasl_password"):
+        kafka[key] = "<set>" if kafka[key] else ""
     print(json.dumps(effective, indent=2, default=list))
     return 0
