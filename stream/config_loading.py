@@ -25,7 +25,13 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, TomlConfigSettingsSource
 
-from anomstream.stream.config_errors import Problem, annotation_mentions, model_in, set_dotted
+from anomstream.stream.config_errors import (
+    Problem,
+    annotation_mentions,
+    config_error,
+    model_in,
+    set_dotted,
+)
 from anomstream.stream.config_model import Config, validate_config
 from anomstream.stream.errors import ConfigError
 
@@ -53,14 +59,18 @@ def load_config(
     tree = TomlConfigSettingsSource(Config, toml_file=_shipped())()
     if path is not None:
         _merge(tree, _read_file(Path(path)))
-    _merge(tree, EnvironmentSource(Config, os.environ if environ is None else environ)())
+    environment = EnvironmentSource(Config, os.environ if environ is None else environ)
+    _merge(tree, environment())
     problems: list[Problem] = []
     for dotted, value in (overrides or {}).items():
         if value is not None:  # a flag not given
             set_dotted(tree, dotted, value, problems)
     for section, key in _SECRET_FILES:
         _read_secret_file(tree, section, key, problems)
-    return validate_config(tree, problems)
+    try:
+        return validate_config(tree, problems)
+    except ConfigError as exc:
+        raise config_error([environment.attribute(*problem) for problem in exc.problems]) from None
 
 
 class EnvironmentSource(EnvSettingsSource):
@@ -75,6 +85,15 @@ class EnvironmentSource(EnvSettingsSource):
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
         return value  # TOML literals, not JSON: parsed in __call__ with every other value
+
+    def attribute(self, key: str, problem: str) -> Problem:
+        """`problem` at `key`, naming the environment variable it came from, if one did."""
+        prefix = self.env_prefix.lower()
+        for name in sorted(self._environ):
+            dotted = name[len(prefix) :].lower().replace("__", ".")
+            if name.lower().startswith(prefix) and key in (dotted, dotted.split(".")[0]):
+                return key, f"{problem} (from {name})"
+        return key, problem
 
     def __call__(self) -> dict[str, Any]:
         data = super().__call__()

@@ -8,6 +8,7 @@ Field defaults are the shipped defaults (`config/anomstream.toml` is checked aga
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError, model_validator
@@ -108,7 +109,7 @@ class Config(BaseSettings):
                 "(a random secret of 16+ characters) or state.enabled = false",
             )
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
         """Return a copy with dotted keys (`kafka.group_id`) replaced, validated again."""
         tree = self.model_dump()
         problems: list[tuple[str, str]] = []

@@ -92,6 +92,8 @@ def report_problems(problems: list[tuple[str, str]]) -> None:
 
 
 class KafkaConfig(_Section):
+    """Brokers, topics, consumer and producer tuning, TLS and SASL."""
+
     bootstrap_servers: NonEmptyStr = "localhost:9092"
     """Kafka brokers, `host:port[,host:port...]`."""
     input_topics: Annotated[StrList, Field(min_length=1)] = ("telemetry",)
@@ -156,7 +158,7 @@ class KafkaConfig(_Section):
                 problems.append(
                     (
                         "sasl_password",
-                        f"{needed}: set ANOMSTREAM_KAFKA__SASL_PASSWORD or kafka.sasl_password_file",
+                        f"{needed}: set ANOMSTREAM_KAFKA__SASL_PASSWORD or sasl_password_file",
                     )
                 )
         if self.ssl_password.get_secret_value() and not self.ssl_keyfile:
@@ -166,6 +168,8 @@ class KafkaConfig(_Section):
 
 
 class TelemetryConfig(_Section):
+    """How an input record (JSON) is read."""
+
     machine_field: NonEmptyStr = "machine_id"
     """Field of the machine id; falls back to the record key when absent."""
     timestamp_field: NonEmptyStr = "ts"
@@ -192,6 +196,8 @@ class DetectorTemplate(_Section):
 
 
 class DetectorConfig(_Section):
+    """The online models: which detector, one per sensor or per machine, per-entity overrides."""
+
     name: NonEmptyStr = "default"
     """Detector of every entity no template matches (see `anomstream detectors`)."""
     entity: Literal["sensor", "machine"] = "sensor"
@@ -207,7 +213,7 @@ class DetectorConfig(_Section):
 
 
 class AlertsConfig(_Section):
-    """The parameters of `anomstream.detectors.policy.AlertPolicy` (its defaults are the defaults here)."""
+    """When scores become alerts: `anomstream.detectors.policy.AlertPolicy`'s parameters."""
 
     threshold: UnitInterval = AlertPolicy.threshold
     """Score at or above which a reading is anomalous (0.9999 ~ a 1-in-10,000 reading)."""
@@ -249,6 +255,8 @@ class StateConfig(_Section):
 
 
 class HttpConfig(_Section):
+    """The HTTP endpoints: /metrics, /healthz, /readyz."""
+
     host: StrictStr = "0.0.0.0"
     """Listen address of /metrics, /healthz, /readyz."""
     port: Annotated[StrictInt, Field(ge=0, le=65535)] = 9464
@@ -256,6 +264,8 @@ class HttpConfig(_Section):
 
 
 class ServiceConfig(_Section):
+    """Logging and the instance name."""
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Log level."""
     instance: StrictStr = ""
