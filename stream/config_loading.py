@@ -4,11 +4,11 @@
 2. the file given with `--config`;
 3. environment variables `ANOMSTREAM_<SECTION>__<KEY>`, values parsed as TOML literals when
    they parse (`ANOMSTREAM_KAFKA__TOPIC_PARTITIONS=6`, `...__INPUT_TOPICS='["a", "b"]'`), lists
-   also as `a,b`; string keys and secrets are taken as written;
+   also as `a,b`; string keys are never read as numbers, secrets are taken as written;
 4. command-line flags (dotted `overrides`).
 
-Tables merge key by key across layers (a later layer replaces only the keys it sets); lists
-are replaced whole. Files and the environment are read by pydantic-settings' sources; secrets
+Tables merge key by key across layers (a later layer replaces only the keys it sets, also
+inside `params`); lists are replaced whole. Files and the environment are read by pydantic-settings' sources; secrets
 named by `*_file` keys are read last, so a secret never has to sit in the environment.
 """
 
