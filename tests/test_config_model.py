@@ -173,3 +173,10 @@ def test_shipped_file_lists_every_key_with_the_model_default() -> None:
             expected = list(value) if isinstance(value, tuple) else value
             assert shipped[section][key] == expected, f"{section}.{key}"
     assert load_config(environ={}) == Config()
+
+
+def test_only_load_config_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__GROUP_ID", "from-the-environment")
+    assert Config().kafka.group_id == "anomstream"  # constructing a Config is explicit
+    assert load_config().kafka.group_id == "from-the-environment"
+    assert load_config(environ={}).kafka.group_id == "anomstream"
