@@ -97,10 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code(exc: BaseException) -> int:
     """The process exit code for an exception that ended a command."""
+    from kafka import errors  # here, not at the top: `main` installs the signal handlers first
+
     for kind, code in _ERROR_CODES:
         if isinstance(exc, kind):
             return code
+    # kafka-python's own "cannot reach the cluster" errors, if one escapes mid-run: not a bug.
+    if isinstance(exc, (errors.KafkaConnectionError, errors.KafkaTimeoutError)):
+        return EX_UNAVAILABLE
     return EX_INTERNAL
+
+
+def _deliberate(exc: BaseException | None) -> AnomstreamError | None:
+    """The `AnomstreamError` behind `exc`, if any: kafka-python re-raises an exception of a
+    rebalance callback (say, `TopicLayoutError` at assignment) as a `KafkaError` from it."""
+    while exc is not None:
+        if isinstance(exc, AnomstreamError):
+            return exc
+        exc = exc.__cause__
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,16 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_USAGE
     try:
         return int(args.func(args) or 0)
-    except AnomstreamError as exc:
-        # Raised on purpose, with a message that says what to do: no traceback.
-        print(f"anomstream: {exc}", file=sys.stderr)
-        return exit_code(exc)
     except KeyboardInterrupt:
         return EX_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug
-        log.critical("internal error", exc_info=exc)
-        print(f"anomstream: internal error: {type(exc).__name__}: {exc} (traceback in the log)", file=sys.stderr)
-        return EX_INTERNAL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        deliberate = _deliberate(exc)
+        if deliberate is not None:
+            # Raised on purpose, with a message that says what to do: no traceback.
+            print(f"anomstream: {deliberate}", file=sys.stderr)
+            return exit_code(deliberate)
+        code = exit_code(exc)
+        what = "internal error" if code == EX_INTERNAL else "Kafka unavailable"
+        log.critical(what, exc_info=exc)
+        print(f"anomstream: {what}: {type(exc).__name__}: {exc} (traceback in the log)", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,10 +15,12 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from anomstream.stream.alerts import OutgoingMessage
+from anomstream.stream.assignor import CoPartitionedAssignor
 from anomstream.stream.config import KafkaConfig
 from anomstream.stream.errors import BrokerUnavailable, DeliveryError, TopicLayoutError
 
@@ -46,7 +48,8 @@ def common_client_config(config: KafkaConfig) -> dict[str, Any]:
 
 
 def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer:
-    """A group consumer subscribed to the input topics; offsets are committed by us, never auto."""
+    """A group consumer subscribed to the input topics; offsets are committed by us, never auto.
+    Partition p of every input topic goes to one instance (`CoPartitionedAssignor`)."""
     consumer = KafkaConsumer(
         **common_client_config(config),
         group_id=config.group_id,
@@ -58,6 +61,8 @@ def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer
         fetch_max_wait_ms=config.fetch_max_wait_ms,
         # Output produced inside a transaction (exactly-once mode) is only seen once committed.
         isolation_level="read_committed",
+        # Range stays second so a group mid-upgrade (old members offer only range) still forms.
+        partition_assignment_strategy=(CoPartitionedAssignor, RangePartitionAssignor),
     )
     consumer.subscribe(list(config.input_topics), listener=listener)
     return consumer
