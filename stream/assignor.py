@@ -48,8 +48,11 @@ class CoPartitionedAssignor(AbstractPartitionAssignor):
             for topic in topics:
                 if p >= counts[topic]:
                     continue
-                member = owner if topic in subscribed[owner] else subscribers[topic][p % len(subscribers[topic])]
-                assignment[member][topic].append(p)
+                if topic not in subscribed[owner]:  # a mixed group: see the module docstring
+                    owner_here = subscribers[topic][p % len(subscribers[topic])]
+                else:
+                    owner_here = owner
+                assignment[owner_here][topic].append(p)
         return {
             m: ConsumerProtocolAssignment(self.version, sorted(assignment[m].items()), b"")
             for m in order

@@ -140,6 +140,10 @@ class Checkpointer:
         """Stop with the fix, not a KeyError, when an input partition has no changelog partition
         (partitions added to an input topic while running)."""
         have = len(reader.partitions_for_topic(self.topic))
+        if not have:
+            # No metadata (yet): a changelog created moments ago on a multi-broker cluster.
+            log.warning("no partition metadata for changelog topic %s: not checked", self.topic)
+            return
         if wanted[-1] >= have:
             beyond = ", ".join(str(p) for p in wanted if p >= have)
             raise _too_few_partitions(
@@ -163,15 +167,15 @@ def ensure_changelog(config: Config) -> int:
     inputs = {t: counts[t] for t in kafka.input_topics if t in counts}
     for absent in (t for t in kafka.input_topics if t not in counts):
         # Checked again at assignment (`Checkpointer.restore`), once it exists.
-        log.warning("input topic %s does not exist yet: changelog partitions not checked against it", absent)
+        log.warning("input topic %s does not exist yet: changelog not checked against it", absent)
     largest = max(inputs, key=inputs.__getitem__, default=None)
     needed = inputs[largest] if largest is not None else kafka.topic_partitions
     if topic not in counts:
         if not kafka.create_topics:
             raise TopicLayoutError(
-                f"changelog topic {topic!r} does not exist and kafka.create_topics is false. Fix: "
-                f"kafka-topics.sh --bootstrap-server {_first_server(kafka)} --create --topic {topic} "
-                f"--partitions {needed} --config cleanup.policy=compact "
+                f"changelog topic {topic!r} does not exist and kafka.create_topics is false. "
+                f"Fix: kafka-topics.sh --bootstrap-server {_first_server(kafka)} --create "
+                f"--topic {topic} --partitions {needed} --config cleanup.policy=compact "
                 "(partitions: at least those of the largest input topic)"
             )
         ensure_topics(kafka, [topic], compacted=[topic], partitions={topic: needed})
@@ -185,7 +189,9 @@ def ensure_changelog(config: Config) -> int:
     return have
 
 
-def _too_few_partitions(changelog: str, have: int, needed: int, why: str, bootstrap: str) -> TopicLayoutError:
+def _too_few_partitions(
+    changelog: str, have: int, needed: int, why: str, bootstrap: str
+) -> TopicLayoutError:
     """The one-line error, with the fix, for a changelog smaller than the input."""
     return TopicLayoutError(
         f"changelog topic {changelog!r} has {have} partitions but {why}; the state of input "

@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return EX_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
+    except Exception as exc:  # the last line of defence
         deliberate = _deliberate(exc)
         if deliberate is not None:
             # Raised on purpose, with a message that says what to do: no traceback.
@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_code(exc)
         what = "internal error" if code == EX_INTERNAL else "Kafka unavailable"
         log.critical(what, exc_info=exc)
-        print(f"anomstream: {what}: {type(exc).__name__}: {exc} (traceback in the log)", file=sys.stderr)
+        print(f"anomstream: {what}: {type(exc).__name__}: {exc} (traceback in the log)",
+              file=sys.stderr)
         return code
 
 

@@ -49,8 +49,12 @@ def test_every_partition_once_and_each_number_on_one_member(instances: int) -> N
 
 def test_the_range_assignor_would_split_them_this_one_does_not() -> None:
     # Two instances, topics of 2 and 5 partitions: range gives a-1 to one, b-1 to the other.
-    owned = _assign(Cluster(a=2, b=5), [Member("m0", Subscription(["a", "b"])), Member("m1", Subscription(["a", "b"]))])
-    assert owned == {"m0": {("a", 0), ("b", 0), ("b", 2), ("b", 4)}, "m1": {("a", 1), ("b", 1), ("b", 3)}}
+    both = Subscription(["a", "b"])
+    owned = _assign(Cluster(a=2, b=5), [Member("m0", both), Member("m1", both)])
+    assert owned == {
+        "m0": {("a", 0), ("b", 0), ("b", 2), ("b", 4)},
+        "m1": {("a", 1), ("b", 1), ("b", 3)},
+    }
 
 
 def test_static_members_keep_their_numbers_whatever_the_member_ids() -> None:
@@ -63,6 +67,8 @@ def test_static_members_keep_their_numbers_whatever_the_member_ids() -> None:
 
 
 def test_members_subscribing_to_different_topics_still_get_every_partition() -> None:
-    owned = _assign(Cluster(a=2, b=2), [Member("m0", Subscription(["a"])), Member("m1", Subscription(["a", "b"]))])
+    members = [Member("m0", Subscription(["a"])), Member("m1", Subscription(["a", "b"]))]
+    owned = _assign(Cluster(a=2, b=2), members)
     assert owned["m1"] >= {("b", 0), ("b", 1)}
-    assert sorted(tp for tps in owned.values() for tp in tps) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    everything = sorted(tp for tps in owned.values() for tp in tps)
+    assert everything == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
