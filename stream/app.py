@@ -13,7 +13,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from anomstream.stream.broker import wait_for_kafka
-from anomstream.stream.checkpoint import Checkpointer, changelog_reader
+from anomstream.stream.checkpoint import Checkpointer, changelog_reader, ensure_changelog
 from anomstream.stream.config import Config
 from anomstream.stream.http import Health, HttpServer
 from anomstream.stream.kafka_io import ensure_topics, make_consumer, make_producer
@@ -65,8 +65,9 @@ def serve(
         state = config.state
         if kafka.create_topics:
             ensure_topics(kafka, [*kafka.input_topics, kafka.alert_topic, kafka.dlq_topic])
-            if state.enabled:
-                ensure_topics(kafka, [state.changelog_topic], compacted=[state.changelog_topic])
+        if state.enabled:
+            # After the inputs exist: the changelog is sized after the largest of them.
+            ensure_changelog(config)
         pipeline = Pipeline(config, metrics=metrics)
         producer = make_producer(kafka, transactional_id=_transactional_id(config))
         checkpointer = None

@@ -6,6 +6,12 @@ machine changed since the last one; compaction keeps the newest record per machi
 partition p is assigned to an instance, it reads changelog partition p from the start to its end
 offset (read_committed, so aborted transactions never restore) before any reading of p is scored.
 
+So the changelog needs at least as many partitions as the largest input topic (`ensure_changelog`
+at start; `restore` again for partitions added to an input while running). Records are always
+written to an explicit partition, never by key hash, so adding changelog partitions is safe:
+existing state stays where it is. With several input topics, partition p of every one of them
+shares changelog partition p; `anomstream.stream.assignor` keeps those on one instance.
+
 Each machine's state records the input offset of the last reading it includes, so after a crash
 the readings the checkpoint already covers are skipped on replay (see `Pipeline`): state is
 never learned twice, and alerts of the uncovered tail are reproduced with the same ids.
@@ -22,11 +28,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from anomstream.detectors.entities import ModelStore
 from anomstream.stream.alerts import OutgoingMessage
-from anomstream.stream.config import Config
-from anomstream.stream.kafka_io import publish
+from anomstream.stream.config import Config, KafkaConfig
+from anomstream.stream.errors import TopicLayoutError
+from anomstream.stream.kafka_io import ensure_topics, partition_counts, publish
 from anomstream.stream.metrics import Metrics
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "changelog_reader", "ensure_changelog"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,7 @@ class Checkpointer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topic = config.state.changelog_topic
+        self.bootstrap = _first_server(config.kafka)
         self.interval = config.state.checkpoint_interval_seconds
         self.max_readings = config.state.checkpoint_readings
         self.store = store
@@ -95,6 +103,7 @@ class Checkpointer:
         started = time.perf_counter()
         reader = self.reader_factory()
         try:
+            self._check_room(reader, wanted)
             tps = [TopicPartition(self.topic, p) for p in wanted]
             reader.assign(tps)
             reader.seek_to_beginning(*tps)
@@ -125,6 +134,75 @@ class Checkpointer:
             len(latest), count, wanted, elapsed,
         )
         return len(latest)
+
+
+    def _check_room(self, reader: KafkaConsumer, wanted: list[int]) -> None:
+        """Stop with the fix, not a KeyError, when an input partition has no changelog partition
+        (partitions added to an input topic while running)."""
+        have = len(reader.partitions_for_topic(self.topic))
+        if not have:
+            # No metadata (yet): a changelog created moments ago on a multi-broker cluster.
+            log.warning("no partition metadata for changelog topic %s: not checked", self.topic)
+            return
+        if wanted[-1] >= have:
+            beyond = ", ".join(str(p) for p in wanted if p >= have)
+            raise _too_few_partitions(
+                self.topic, have, wanted[-1] + 1, f"input partition {beyond} was assigned",
+                self.bootstrap,
+            )
+
+
+def ensure_changelog(config: Config) -> int:
+    """Make sure the changelog exists with a partition for every input partition; return its
+    partition count.
+
+    Missing, it is created (compacted) with as many partitions as the largest input topic when
+    `kafka.create_topics` is true; with false anomstream creates no topic at all (operators
+    who manage topics themselves), so a missing changelog stops with the command to create it.
+    An existing changelog with too few partitions always stops, with the command to grow it:
+    anomstream never changes an existing topic by itself.
+    """
+    kafka, topic = config.kafka, config.state.changelog_topic
+    counts = partition_counts(kafka, [*kafka.input_topics, topic])
+    inputs = {t: counts[t] for t in kafka.input_topics if t in counts}
+    for absent in (t for t in kafka.input_topics if t not in counts):
+        # Checked again at assignment (`Checkpointer.restore`), once it exists.
+        log.warning("input topic %s does not exist yet: changelog not checked against it", absent)
+    largest = max(inputs, key=inputs.__getitem__, default=None)
+    needed = inputs[largest] if largest is not None else kafka.topic_partitions
+    if topic not in counts:
+        if not kafka.create_topics:
+            raise TopicLayoutError(
+                f"changelog topic {topic!r} does not exist and kafka.create_topics is false. "
+                f"Fix: kafka-topics.sh --bootstrap-server {_first_server(kafka)} --create "
+                f"--topic {topic} --partitions {needed} --config cleanup.policy=compact "
+                "(partitions: at least those of the largest input topic)"
+            )
+        ensure_topics(kafka, [topic], compacted=[topic], partitions={topic: needed})
+        # Re-read rather than assume: another instance may have won the creation race.
+        counts[topic] = partition_counts(kafka, [topic]).get(topic, needed)
+    have = counts[topic]
+    if largest is not None and have < needed:
+        raise _too_few_partitions(
+            topic, have, needed, f"input topic {largest!r} has {needed}", _first_server(kafka)
+        )
+    return have
+
+
+def _too_few_partitions(
+    changelog: str, have: int, needed: int, why: str, bootstrap: str
+) -> TopicLayoutError:
+    """The one-line error, with the fix, for a changelog smaller than the input."""
+    return TopicLayoutError(
+        f"changelog topic {changelog!r} has {have} partitions but {why}; the state of input "
+        f"partition p lives in changelog partition p. Fix: add partitions (safe: existing state "
+        f"stays where it is): kafka-topics.sh --bootstrap-server {bootstrap} --alter "
+        f"--topic {changelog} --partitions {needed}"
+    )
+
+
+def _first_server(config: KafkaConfig) -> str:
+    return config.bootstrap_servers.split(",")[0]
 
 
 def changelog_reader(config: Config) -> Callable[[], Any]:

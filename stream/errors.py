@@ -4,6 +4,8 @@
 - `InvalidRecord`: one input record cannot be used; it goes to the dead-letter topic.
 - `DeliveryError`: the broker did not acknowledge output; offsets must not be committed.
 - `BrokerUnavailable`: the broker cannot be reached (start-up, embedded broker).
+- `TopicLayoutError`: the topics in the cluster do not fit the configuration (a changelog with
+  fewer partitions than an input topic); fatal, the message says how to fix the topics.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "InvalidRecord",
+    "TopicLayoutError",
 ]
 
 
@@ -55,3 +58,7 @@ class DeliveryError(AnomstreamError):
 
 class BrokerUnavailable(AnomstreamError):
     """The Kafka broker could not be reached or did not start."""
+
+
+class TopicLayoutError(AnomstreamError):
+    """The cluster's topics do not fit the configuration; the message names them and the fix."""

@@ -1,4 +1,5 @@
-"""Thin kafka-python wrappers: client construction, topic creation, acknowledged publishing.
+"""Thin kafka-python wrappers: client construction, topic creation and inspection, acknowledged
+publishing.
 
 Nothing here knows about telemetry or detectors; `anomstream.stream.service` wires these to the pipeline.
 Works against any Kafka-protocol broker (Apache Kafka, Tansu).
@@ -7,17 +8,21 @@ Works against any Kafka-protocol broker (Apache Kafka, Tansu).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from anomstream.stream.alerts import OutgoingMessage
+from anomstream.stream.assignor import CoPartitionedAssignor
 from anomstream.stream.config import KafkaConfig
-from anomstream.stream.errors import BrokerUnavailable, DeliveryError
+from anomstream.stream.errors import BrokerUnavailable, DeliveryError, TopicLayoutError
 
 __all__ = [
     "as_commit_offsets",
@@ -26,6 +31,7 @@ __all__ = [
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "partition_counts",
     "partition_lag",
     "publish",
 ]
@@ -42,7 +48,8 @@ def common_client_config(config: KafkaConfig) -> dict[str, Any]:
 
 
 def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer:
-    """A group consumer subscribed to the input topics; offsets are committed by us, never auto."""
+    """A group consumer subscribed to the input topics; offsets are committed by us, never auto.
+    Partition p of every input topic goes to one instance (`CoPartitionedAssignor`)."""
     consumer = KafkaConsumer(
         **common_client_config(config),
         group_id=config.group_id,
@@ -54,6 +61,8 @@ def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer
         fetch_max_wait_ms=config.fetch_max_wait_ms,
         # Output produced inside a transaction (exactly-once mode) is only seen once committed.
         isolation_level="read_committed",
+        # Range stays second so a group mid-upgrade (old members offer only range) still forms.
+        partition_assignment_strategy=(CoPartitionedAssignor, RangePartitionAssignor),
     )
     consumer.subscribe(list(config.input_topics), listener=listener)
     return consumer
@@ -78,17 +87,52 @@ def make_producer(config: KafkaConfig, *, transactional_id: str | None = None) -
     return producer
 
 
-def ensure_topics(
-    config: KafkaConfig, topics: Iterable[str], *, compacted: Iterable[str] = ()
-) -> list[str]:
-    """Create the topics that do not exist yet (`compacted` ones with cleanup.policy=compact);
-    return the names created."""
-    compacted = set(compacted)
+@contextmanager
+def _admin(config: KafkaConfig) -> Iterator[KafkaAdminClient]:
     try:
         admin = KafkaAdminClient(**common_client_config(config), request_timeout_ms=10000)
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {config.bootstrap_servers}: {exc}") from exc
     try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def partition_counts(config: KafkaConfig, topics: Iterable[str]) -> dict[str, int]:
+    """The number of partitions of each of `topics` that exists; missing topics are left out."""
+    wanted = list(dict.fromkeys(topics))
+    if not wanted:
+        return {}
+    with _admin(config) as admin:
+        described = admin.describe_topics(wanted)
+    counts: dict[str, int] = {}
+    for topic in described:
+        error = kafka_errors.for_code(topic["error_code"])
+        if error is kafka_errors.UnknownTopicOrPartitionError:
+            continue
+        if error is not kafka_errors.NoError:
+            # Typically TOPIC_AUTHORIZATION_FAILED: an ACL problem, not a broker outage.
+            raise TopicLayoutError(f"cannot describe topic {topic['name']!r}: {error.__name__}")
+        counts[topic["name"]] = len(topic["partitions"])
+    return counts
+
+
+def ensure_topics(
+    config: KafkaConfig,
+    topics: Iterable[str],
+    *,
+    compacted: Iterable[str] = (),
+    partitions: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet and return the names created.
+
+    `compacted` ones get cleanup.policy=compact; a topic named in `partitions` gets that many
+    partitions, any other `config.topic_partitions`.
+    """
+    compacted = set(compacted)
+    sizes = dict(partitions or {})
+    with _admin(config) as admin:
         existing = set(admin.list_topics())
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
         if missing:
@@ -96,7 +140,7 @@ def ensure_topics(
                 admin.create_topics(
                     [
                         NewTopic(
-                            t, config.topic_partitions, 1,
+                            t, sizes.get(t, config.topic_partitions), 1,
                             topic_configs={"cleanup.policy": "compact"} if t in compacted else None,
                         )
                         for t in missing
@@ -105,10 +149,11 @@ def ensure_topics(
                 )
             except TopicAlreadyExistsError:
                 pass  # another instance won the race
-            log.info("created topics %s", ", ".join(missing))
+            log.info(
+                "created topics %s",
+                ", ".join(f"{t} ({sizes.get(t, config.topic_partitions)} partitions)" for t in missing),
+            )
         return missing
-    finally:
-        admin.close()
 
 
 def publish(

@@ -24,11 +24,11 @@ TEST_SIGNING_KEY = "anomstream-test-signing-key"
 FAST_GROUP = {"kafka.session_timeout_ms": 6000, "kafka.heartbeat_interval_ms": 1000}
 
 
-def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
+def service_config(bootstrap: str, unique: str, *, changelog: bool = True, **overrides: Any) -> Config:
     """Config for one test: its own topics (created now) and group, a free HTTP port.
 
     Topics are created up front: a broker that auto-creates topics on first produce would
-    otherwise pick its own partition count.
+    otherwise pick its own partition count. `changelog=False` leaves the changelog to the service.
     """
     base = {
         "kafka.bootstrap_servers": bootstrap,
@@ -49,7 +49,8 @@ def service_config(bootstrap: str, unique: str, **overrides: Any) -> Config:
     config = load_config(environ={}, overrides=base)
     k = config.kafka
     ensure_topics(k, [*k.input_topics, k.alert_topic, k.dlq_topic])
-    ensure_topics(k, [config.state.changelog_topic], compacted=[config.state.changelog_topic])
+    if changelog:
+        ensure_topics(k, [config.state.changelog_topic], compacted=[config.state.changelog_topic])
     return config
 
 
