@@ -119,9 +119,10 @@ class KafkaConfig(_Section):
     fetch_max_wait_ms: NonNegativeInt = 100
     """Broker-side wait for data: bounds end-to-end latency at low rates."""
     create_topics: StrictBool = True
-    """Create missing topics at start-up."""
+    """Create missing topics at start-up (false: none, the changelog included)."""
     topic_partitions: PositiveInt = 3
-    """Partitions of the topics anomstream creates."""
+    """Partitions of the input, alert and dead-letter topics anomstream creates (the changelog
+    always gets as many as the largest input topic)."""
     producer_linger_ms: NonNegativeInt = 5
     """Producer batching delay."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
