@@ -34,9 +34,15 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.state_codec import codec_from_config
 from anomstream.stream.telemetry import Reading, TelemetryDecoder
 
-__all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
+__all__ = ["DLQ_REASON_HEADER", "MAX_SENSORS_PER_MACHINE", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
+# A machine's state is checkpointed as one Kafka record, which the producer and the broker cap
+# at 1 MB by default (max_request_size, message.max.bytes); a record over it stopped the service
+# at every checkpoint, again after each restart. A learned default-detector sensor takes about
+# 5.7 KB: 128 sensors stay near 730 KB. Readings that would add sensors past this are rejected
+# (`too_many_sensors`) rather than growing the machine without bound.
+MAX_SENSORS_PER_MACHINE = 128
 log = logging.getLogger(__name__)
 
 
@@ -111,6 +117,8 @@ class Pipeline:
                         log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
                                   record.partition, record.offset, state.readings, state.offset)
                     continue
+                if len(state.entities) + len(reading.sensors) > MAX_SENSORS_PER_MACHINE:
+                    self._check_sensor_budget(state, reading)  # off the hot path: near the cap
                 state.include(record.topic, record.offset)
                 score, sensor_scores, warm = self._score_and_learn(state, reading)
                 if warm:
@@ -208,6 +216,17 @@ class Pipeline:
             ce_source=self._ce_source,
             topic=self.config.kafka.alert_topic,
         )
+
+    def _check_sensor_budget(self, state: MachineState, reading: Reading) -> None:
+        if self._machine_mode:
+            return  # one model per machine
+        new = sum(1 for sensor in reading.sensors if sensor not in state.entities)
+        if new and len(state.entities) + new > MAX_SENSORS_PER_MACHINE:
+            raise InvalidRecord(
+                "too_many_sensors",
+                f"{new} new sensors would give machine {reading.machine[:64]!r} "
+                f"{len(state.entities) + new} > {MAX_SENSORS_PER_MACHINE}",
+            )
 
     def _internal_error(self, exc: Exception) -> InvalidRecord:
         """Count and log (once per kind) a bug met while processing one record."""

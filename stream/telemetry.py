@@ -26,6 +26,8 @@ Reason codes (`REASONS`), stable and low-cardinality:
 - `bad_value`: a sensor value that is not a number (string, null, bool, list, object).
 - `non_finite`: a sensor value that is NaN or infinite (also `1e999`, which parses as infinity).
 - `out_of_range`: a finite sensor value beyond ±`MAX_ABS_VALUE`, or an integer beyond float range.
+- `too_many_sensors`: not a decoder reason: the reading would give its machine more than
+  `anomstream.stream.pipeline.MAX_SENSORS_PER_MACHINE` sensors (see there why).
 - `internal_error`: not a decoder reason: processing a valid reading failed (a bug); the detail
   header names the exception type (see `Pipeline`).
 
@@ -74,6 +76,7 @@ REASONS = (
     "bad_value",
     "non_finite",
     "out_of_range",
+    "too_many_sensors",
     "internal_error",
 )
 MAX_SENSORS = 1024  # bounds the per-record work and the entities one record can create

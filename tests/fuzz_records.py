@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from river.anomaly.base import AnomalyDetector
+from river.base import AnomalyDetector
 
 __all__ = [
     "KINDS",
