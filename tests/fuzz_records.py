@@ -56,6 +56,8 @@ _TIMESTAMPS: tuple[Any, ...] = (
     "9999-12-31T23:59:59Z", 10**30, "nan", "inf", True, [], {}, "2026-13-45", 99999999999, -1e20, 1795000000.5,
     "1795000000", "2199-12-31T23:59:59Z", "2200-01-01T00:00:01Z", 1e-300, None,
 )
+# Big records are few: their bytes, not their number, would set the test's time.
+_WEIGHTS = {"oversize": 0.05, "deep_nesting": 0.5, "poison_pill": 0.2}
 _WRONG: tuple[Any, ...] = ("12", None, True, False, [], [1.0], {}, {"v": 1.0}, "", 0, -1, 1.5)
 
 
@@ -120,10 +122,10 @@ class RecordMutator:
         }
 
     def records(self, base: Sequence[Mapping[str, Any]], count: int) -> Iterator[tuple[str, bytes | None, bytes | None]]:
-        """`count` mutated `(kind, key, value)` from the valid records `base`, kinds in rotation."""
+        """`count` mutated `(kind, key, value)` from the valid records `base`, kinds drawn by weight."""
         kinds = list(self._mutations)
-        for i in range(count):
-            kind = kinds[i % len(kinds)]
+        weights = [_WEIGHTS.get(kind, 1.0) for kind in kinds]
+        for kind in self.rng.choices(kinds, weights, k=count):
             doc = dict(base[self.rng.randrange(len(base))])
             doc["sensors"] = dict(doc["sensors"])
             doc["machine_id"] = f"fuzz-{self.rng.randrange(40):02d}"
@@ -140,6 +142,14 @@ class RecordMutator:
         data = bytearray(_doc_bytes(doc))
         for _ in range(self.rng.randint(1, 8)):
             data[self.rng.randrange(len(data))] ^= 1 << self.rng.randrange(8)
+        # A flip can turn "fuzz-03" into "fuzz-02": key it by the machine it now names, as a
+        # producer keying by machine id would (see the README: key = machine id).
+        try:
+            flipped = json.loads(data)
+        except (ValueError, RecursionError):
+            flipped = None
+        if isinstance(flipped, dict) and isinstance(flipped.get("machine_id"), str) and flipped["machine_id"]:
+            return flipped["machine_id"].encode("utf-8", "surrogatepass"), bytes(data)
         return self._keyed(doc, bytes(data))
 
     def _truncate(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
@@ -150,6 +160,8 @@ class RecordMutator:
         field = self.rng.choice(["machine_id", "ts", "sensors", "sensor"])
         wrong = self.rng.choice(_WRONG)
         key = str(doc["machine_id"]).encode()
+        if field == "machine_id" and isinstance(wrong, str) and wrong:
+            key = wrong.encode()  # "12" is a fine machine id: keyed by it, like any other
         if field == "sensor":
             doc["sensors"][self.rng.choice(list(doc["sensors"]))] = wrong
         else:
@@ -163,7 +175,7 @@ class RecordMutator:
         return self._keyed(doc, text)
 
     def _deep_nesting(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
-        depth = self.rng.choice([10, 500, 1100, 5000, 30000])
+        depth = self.rng.choice([10, 500, 1100, 5000, 20000])
         nested = _nest(depth, obj=self.rng.random() < 0.5)
         where = self.rng.choice(["sensor", "sensors", "doc"])
         if where == "doc":
@@ -197,7 +209,7 @@ class RecordMutator:
         return self._keyed(doc, _doc_bytes(doc))
 
     def _oversize(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
-        size = self.max_record_bytes + self.rng.choice([-200, 1, 100, 5000, 200_000])
+        size = self.max_record_bytes + self.rng.choice([-200, 1, 100, 5000, 5000, 200_000])
         doc["pad"] = ""
         fill = size - len(_doc_bytes(doc))
         doc["pad"] = "x" * max(fill, 0)
