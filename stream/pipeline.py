@@ -122,7 +122,9 @@ class Pipeline:
                 state.include(record.topic, record.offset)
                 score, sensor_scores, warm = self._score_and_learn(state, reading)
                 if warm:
-                    transition = self.policy.step(state.policy, score, reading.event_time, sensor_scores)
+                    transition = self.policy.step(
+                        state.policy, score, reading.event_time, sensor_scores
+                    )
                     if transition is not None:
                         out.alerts.append(self._alert(transition, reading, record, now))
                     scores.append(score)
@@ -239,7 +241,8 @@ class Pipeline:
             log.error(
                 "internal error %s at %s while processing a record; it goes to the dead-letter "
                 "topic (reason internal_error), the service goes on; further %s at %s are only "
-                "counted (anomstream_internal_errors_total)", kind, where, kind, where, exc_info=exc,
+                "counted (anomstream_internal_errors_total)",
+                kind, where, kind, where, exc_info=exc,
             )
         try:
             message = str(exc)

@@ -195,16 +195,21 @@ class TelemetryDecoder:
             try:
                 number = float(value)
             except OverflowError:  # a JSON integer like 10**400: legal JSON, no float holds it
-                raise InvalidRecord("out_of_range", f"sensor {name[:64]!r} is an integer beyond float range") from None
+                raise InvalidRecord(
+                    "out_of_range", f"sensor {name[:64]!r} is an integer beyond float range"
+                ) from None
             # One chained comparison on the hot path; NaN fails it too.
             if not -MAX_ABS_VALUE <= number <= MAX_ABS_VALUE:
                 if not math.isfinite(number):
                     raise InvalidRecord("non_finite", f"sensor {name[:64]!r} is {number}")
-                raise InvalidRecord("out_of_range", f"sensor {name[:64]!r} is {number:g}, beyond ±{MAX_ABS_VALUE:g}")
+                raise InvalidRecord(
+                    "out_of_range", f"sensor {name[:64]!r} is {number:g}, beyond ±{MAX_ABS_VALUE:g}"
+                )
             if not valid_name(name):
                 raise InvalidRecord(
                     "bad_shape",
-                    f"sensor name too long (> {MAX_ID_LENGTH}), not printable or blank: {name[:64]!r}",
+                    f"sensor name too long (> {MAX_ID_LENGTH}), not printable or blank: "
+                    f"{name[:64]!r}",
                 )
             out[name] = number
         return out
@@ -213,7 +218,9 @@ class TelemetryDecoder:
 def _in_range(seconds: float, original: Any) -> float:
     # Written so that NaN fails it too.
     if not MIN_EVENT_TIME < seconds <= MAX_EVENT_TIME:
-        raise InvalidRecord("bad_timestamp", f"timestamp out of range (1970..2200): {_brief(original)}")
+        raise InvalidRecord(
+            "bad_timestamp", f"timestamp out of range (1970..2200): {_brief(original)}"
+        )
     return seconds
 
 
@@ -221,7 +228,7 @@ def _brief(obj: Any) -> str:
     """A short, always-renderable description of a JSON value for an error detail."""
     if isinstance(obj, str):
         return repr(obj[:40])
-    if isinstance(obj, float) or isinstance(obj, int) and obj.bit_length() < 64:
+    if isinstance(obj, float) or (isinstance(obj, int) and obj.bit_length() < 64):
         return repr(obj)
     # Not repr(): a huge integer or a deeply nested list would be slow or hit the recursion limit.
     return f"<{type(obj).__name__}>"

@@ -33,28 +33,106 @@ POISON = 13.125  # the value RaisingDetector raises on (exact in binary, survive
 
 # The two records of issue 9 that killed the service, again after every restart.
 POISON_PILLS: tuple[tuple[str, bytes], ...] = (
-    ("int_beyond_float", b'{"machine_id": "press-01", "ts": 1795000000, "sensors": {"temp_c": 1' + b"0" * 400 + b"}}"),
-    ("lone_surrogate_id", b'{"machine_id": "\\ud800", "ts": 1795000000, "sensors": {"temp_c": 1.0}}'),
+    (
+        "int_beyond_float",
+        b'{"machine_id": "press-01", "ts": 1795000000, "sensors": {"temp_c": 1'
+        + b"0" * 400
+        + b"}}",
+    ),
+    (
+        "lone_surrogate_id",
+        b'{"machine_id": "\\ud800", "ts": 1795000000, "sensors": {"temp_c": 1.0}}',
+    ),
 )
 
 _NUMBERS: tuple[str, ...] = (
-    "1" + "0" * 400, "-1" + "0" * 400, "1" + "0" * 4400, str(2**64), str(-(2**63) - 1), str(2**53 + 1),
-    "1e308", "-1e308", "1.7976931348623157e308", "1e38", "-1e38", "1.0000001e38", "5e-324", "-5e-324",
-    "1e-300", "0", "-0.0", "1e999", "-1e999", "NaN", "Infinity", "-Infinity", "1e30", "123456789012345678901234567890",
+    "1" + "0" * 400,
+    "-1" + "0" * 400,
+    "1" + "0" * 4400,
+    str(2**64),
+    str(-(2**63) - 1),
+    str(2**53 + 1),
+    "1e308",
+    "-1e308",
+    "1.7976931348623157e308",
+    "1e38",
+    "-1e38",
+    "1.0000001e38",
+    "5e-324",
+    "-5e-324",
+    "1e-300",
+    "0",
+    "-0.0",
+    "1e999",
+    "-1e999",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e30",
+    "123456789012345678901234567890",
 )
 _NAMES: tuple[str, ...] = (
-    "\ud800", "\udfff", "a\udc00b", "\U0001f525", "e\u0301", "\u200fpress", "\u202aabc", "x\u0000y", "\u2028",
-    "\ufeffbom", "   ", "", "\t", "a" * 300, "\x7f", "\ue000", "\u00a0", "\U0001f468\u200d\U0001f469", "שלום",
-    "\u0301\u0301\u0301", "ok-name", "temp\nc", "\x1b[31mred",
+    "\ud800",
+    "\udfff",
+    "a\udc00b",
+    "\U0001f525",
+    "e\u0301",
+    "\u200fpress",
+    "\u202aabc",
+    "x\u0000y",
+    "\u2028",
+    "\ufeffbom",
+    "   ",
+    "",
+    "\t",
+    "a" * 300,
+    "\x7f",
+    "\ue000",
+    "\u00a0",
+    "\U0001f468\u200d\U0001f469",
+    "שלום",
+    "\u0301\u0301\u0301",
+    "ok-name",
+    "temp\nc",
+    "\x1b[31mred",
 )
 _KEYS: tuple[bytes | None, ...] = (
-    None, b"", b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\xaf", b"key\x00nul", b"k" * 300, "🔥".encode(), b" ",
-    b"fine-key", "\u200f".encode(),
+    None,
+    b"",
+    b"\xff\xfe",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"key\x00nul",
+    b"k" * 300,
+    "🔥".encode(),
+    b" ",
+    b"fine-key",
+    "\u200f".encode(),
 )
 _TIMESTAMPS: tuple[Any, ...] = (
-    "10000-01-01T00:00:00Z", 1e300, -1, 0, 253402300800, 7.3e9, "0001-01-01T00:00:00+14:00",
-    "9999-12-31T23:59:59Z", 10**30, "nan", "inf", True, [], {}, "2026-13-45", 99999999999, -1e20, 1795000000.5,
-    "1795000000", "2199-12-31T23:59:59Z", "2200-01-01T00:00:01Z", 1e-300, None,
+    "10000-01-01T00:00:00Z",
+    1e300,
+    -1,
+    0,
+    253402300800,
+    7.3e9,
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59Z",
+    10**30,
+    "nan",
+    "inf",
+    True,
+    [],
+    {},
+    "2026-13-45",
+    99999999999,
+    -1e20,
+    1795000000.5,
+    "1795000000",
+    "2199-12-31T23:59:59Z",
+    "2200-01-01T00:00:01Z",
+    1e-300,
+    None,
 )
 # Big records are few: their bytes, not their number, would set the test's time.
 _WEIGHTS = {"oversize": 0.05, "deep_nesting": 0.5, "poison_pill": 0.2}
@@ -79,11 +157,17 @@ class RaisingDetector(AnomalyDetector):
         return 0.0
 
 
-def register_raising_detector(setitem: Callable[[Any, str, Any], None], name: str = "raises-on-poison") -> str:
+def register_raising_detector(
+    setitem: Callable[[Any, str, Any], None], name: str = "raises-on-poison"
+) -> str:
     """Register `RaisingDetector` as `name` with `setitem` (pytest's `monkeypatch.setitem`)."""
     from anomstream.detectors.registry import DETECTORS, DetectorSpec
 
-    setitem(DETECTORS, name, DetectorSpec("raises on POISON (tests)", lambda seed, **p: RaisingDetector(**p)))
+    setitem(
+        DETECTORS,
+        name,
+        DetectorSpec("raises on POISON (tests)", lambda seed, **p: RaisingDetector(**p)),
+    )
     return name
 
 
@@ -104,7 +188,9 @@ class RecordMutator:
         self.max_record_bytes = max_record_bytes
         self._sensor_counter = 0
         self._machine_counter = 0
-        self._mutations: dict[str, Callable[[dict[str, Any]], tuple[bytes | None, bytes | None]]] = {
+        self._mutations: dict[
+            str, Callable[[dict[str, Any]], tuple[bytes | None, bytes | None]]
+        ] = {
             "bit_flip": self._bit_flip,
             "truncate": self._truncate,
             "wrong_type": self._wrong_type,
@@ -121,8 +207,10 @@ class RecordMutator:
             "poison_pill": self._poison_pill,
         }
 
-    def records(self, base: Sequence[Mapping[str, Any]], count: int) -> Iterator[tuple[str, bytes | None, bytes | None]]:
-        """`count` mutated `(kind, key, value)` from the valid records `base`, kinds drawn by weight."""
+    def records(
+        self, base: Sequence[Mapping[str, Any]], count: int
+    ) -> Iterator[tuple[str, bytes | None, bytes | None]]:
+        """`count` mutated `(kind, key, value)` from the valid records `base`, kinds by weight."""
         kinds = list(self._mutations)
         weights = [_WEIGHTS.get(kind, 1.0) for kind in kinds]
         for kind in self.rng.choices(kinds, weights, k=count):
@@ -148,7 +236,11 @@ class RecordMutator:
             flipped = json.loads(data)
         except (ValueError, RecursionError):
             flipped = None
-        if isinstance(flipped, dict) and isinstance(flipped.get("machine_id"), str) and flipped["machine_id"]:
+        if (
+            isinstance(flipped, dict)
+            and isinstance(flipped.get("machine_id"), str)
+            and flipped["machine_id"]
+        ):
             return flipped["machine_id"].encode("utf-8", "surrogatepass"), bytes(data)
         return self._keyed(doc, bytes(data))
 
@@ -189,7 +281,9 @@ class RecordMutator:
     def _odd_unicode(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
         name = self.rng.choice(_NAMES)
         if self.rng.random() < 0.5:
-            doc["machine_id"] = f"{name}-{self._next_machine()}" if name and self.rng.random() < 0.5 else name
+            doc["machine_id"] = (
+                f"{name}-{self._next_machine()}" if name and self.rng.random() < 0.5 else name
+            )
         else:
             doc["sensors"][name] = 1.0
         try:
@@ -234,11 +328,24 @@ class RecordMutator:
         return self._keyed(doc, _doc_bytes(doc))
 
     def _structure(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
-        value = self.rng.choice([
-            b"", b"{}", b"[]", b"null", b"1", b'"text"', b"true", b"{} {}", b"\xef\xbb\xbf{}",
-            b'{"machine_id": "a", "machine_id": "b"}', _doc_bytes({"sensors": doc["sensors"]}),
-            _doc_bytes({**doc, "sensors": {}}), _doc_bytes({**doc, "sensors": []}), b"\x00" * 10,
-        ])
+        value = self.rng.choice(
+            [
+                b"",
+                b"{}",
+                b"[]",
+                b"null",
+                b"1",
+                b'"text"',
+                b"true",
+                b"{} {}",
+                b"\xef\xbb\xbf{}",
+                b'{"machine_id": "a", "machine_id": "b"}',
+                _doc_bytes({"sensors": doc["sensors"]}),
+                _doc_bytes({**doc, "sensors": {}}),
+                _doc_bytes({**doc, "sensors": []}),
+                b"\x00" * 10,
+            ]
+        )
         return self._keyed(doc, value)
 
     def _random_bytes(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:

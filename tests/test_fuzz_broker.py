@@ -13,7 +13,14 @@ import orjson
 import pytest
 from fakes import validate_alert
 from fuzz_records import POISON, POISON_PILLS, RecordMutator, register_raising_detector
-from kafka_helpers import RunningService, produce, read_topic, running_service, service_config, wait_until
+from kafka_helpers import (
+    RunningService,
+    produce,
+    read_topic,
+    running_service,
+    service_config,
+    wait_until,
+)
 
 from anomstream.stream.errors import InvalidRecord
 from anomstream.stream.pipeline import DLQ_REASON_HEADER, MAX_SENSORS_PER_MACHINE
@@ -27,7 +34,9 @@ MUTATED = 10_000
 MACHINES = 3
 STORM_PER_MACHINE = 400  # clean readings per machine mixed into the storm (past warm-up)
 AFTER_PER_MACHINE = 120  # clean readings per machine after it, with the fault
-FAULT = FaultSpec("press-01", "temp_c", "spike", start_index=STORM_PER_MACHINE + 40, duration=2, magnitude=7.0)
+FAULT = FaultSpec(
+    "press-01", "temp_c", "spike", start_index=STORM_PER_MACHINE + 40, duration=2, magnitude=7.0
+)
 BUGGY = 200  # readings of a machine whose detector raises on every 5th one (internal_error)
 CHUNKS = 5  # the storm is produced in chunks, with health checks between them
 
@@ -36,12 +45,27 @@ Item = tuple[str, bytes | None, bytes | None]  # kind, key, value
 
 def _storm(sim: Simulator) -> list[Item]:
     """Clean simulator records (in order), mutated ones, buggy ones and the issue's poison pills."""
-    clean: list[Item] = [("clean", r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(MACHINES * STORM_PER_MACHINE)]
+    clean: list[Item] = [
+        ("clean", r.machine_id.encode(), orjson.dumps(r.record))
+        for r in sim.readings(MACHINES * STORM_PER_MACHINE)
+    ]
     base = [orjson.loads(value) for _, _, value in clean if value]
     fuzz = list(RecordMutator(FUZZ_SEED).records(base, MUTATED))
-    fuzz += [(f"pill_{kind}", b"press-01", value) for kind, value in POISON_PILLS for _ in range(10)]
+    fuzz += [
+        (f"pill_{kind}", b"press-01", value) for kind, value in POISON_PILLS for _ in range(10)
+    ]
     buggy: list[Item] = [
-        ("buggy", b"buggy-01", orjson.dumps({"machine_id": "buggy-01", "ts": 1.8e9 + i, "sensors": {"x": POISON if i % 5 == 4 else 1.0}}))
+        (
+            "buggy",
+            b"buggy-01",
+            orjson.dumps(
+                {
+                    "machine_id": "buggy-01",
+                    "ts": 1.8e9 + i,
+                    "sensors": {"x": POISON if i % 5 == 4 else 1.0},
+                }
+            ),
+        )
         for i in range(BUGGY)
     ]
     # Interleave, keeping each stream's own order: the clean machines' readings stay in sequence.
@@ -94,20 +118,30 @@ def _alive(service: RunningService) -> bool:
 
 def _wait_accounted(service: RunningService, count: int, timeout: float) -> None:
     # Checks the service's health on every round while it works through the backlog.
-    wait_until(lambda: _alive(service) and _accounted(service) >= count, timeout, interval=0.5, what=f"{count} records")
+    wait_until(
+        lambda: _alive(service) and _accounted(service) >= count,
+        timeout,
+        interval=0.5,
+        what=f"{count} records",
+    )
 
 
 def test_a_storm_of_hostile_records_stops_nothing(
     kafka_broker: str, unique: str, monkeypatch: pytest.MonkeyPatch, record_property: Any
 ) -> None:
     buggy = register_raising_detector(monkeypatch.setitem)
-    config = service_config(kafka_broker, unique, **{"detector.templates": [{"name": buggy, "machine": "buggy-*"}]})
+    config = service_config(
+        kafka_broker, unique, **{"detector.templates": [{"name": buggy, "machine": "buggy-*"}]}
+    )
     topic = config.kafka.input_topics[0]
     sim = Simulator(machines=MACHINES, seed=7, start_time=1_795_000_000.0, faults=[FAULT])
     storm = _storm(sim)
     expected = _expected(TelemetryDecoder(config.telemetry), storm)
     assert sum(1 for kind, _, _ in storm if kind not in ("clean", "buggy")) >= MUTATED
-    after = [(r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(MACHINES * AFTER_PER_MACHINE)]
+    after = [
+        (r.machine_id.encode(), orjson.dumps(r.record))
+        for r in sim.readings(MACHINES * AFTER_PER_MACHINE)
+    ]
 
     started = time.monotonic()
     with running_service(config) as service:
@@ -149,10 +183,16 @@ def test_a_storm_of_hostile_records_stops_nothing(
     assert skipped == 0
     assert processed + len(dead) == sent
     assert set(reasons) <= set(REASONS)
-    assert reasons == Counter({k: v for k, v in expected.items() if k != "valid"}), (reasons, expected)
+    assert reasons == Counter({k: v for k, v in expected.items() if k != "valid"}), (
+        reasons,
+        expected,
+    )
     assert processed == expected["valid"] + len(after)
     assert reasons["internal_error"] == BUGGY // 5
-    assert f'anomstream_internal_errors_total{{type="ZeroDivisionError"}} {float(BUGGY // 5)}' in metrics
+    assert (
+        f'anomstream_internal_errors_total{{type="ZeroDivisionError"}} {float(BUGGY // 5)}'
+        in metrics
+    )
     for reason, count in reasons.items():
         assert f'anomstream_readings_rejected_total{{reason="{reason}"}} {float(count)}' in metrics
     # Both poison pills of issue 9 were in the storm and were dead-lettered.

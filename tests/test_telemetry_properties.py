@@ -24,7 +24,9 @@ from anomstream.stream.telemetry import (
 
 DECODER = TelemetryDecoder(TelemetryConfig())
 # deadline=None: a loaded CI machine must not turn a slow example into a failure.
-SETTINGS = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # Any JSON value, with the hostile corners weighted in: huge ints, non-finite floats, every
 # code point (lone surrogates included: Python's json writes them as escapes).
@@ -36,10 +38,16 @@ scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(st.characters(codec=None), max_size=20)
 )
-json_values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
-names = st.text(st.characters(codec=None), min_size=0, max_size=MAX_ID_LENGTH + 4) | st.sampled_from(
-    ["press-01", "\ud800", "a\u0000", "\u200f", " ", "", "🔥", "e\u0301"]
+json_values = st.recursive(
+    scalars,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=12,
 )
+names = st.text(
+    st.characters(codec=None), min_size=0, max_size=MAX_ID_LENGTH + 4
+) | st.sampled_from(["press-01", "\ud800", "a\u0000", "\u200f", " ", "", "🔥", "e\u0301"])
 timestamps = (
     st.floats(allow_nan=True, allow_infinity=True)
     | st.integers(min_value=-(10**30), max_value=10**30)
@@ -60,7 +68,9 @@ near_valid = st.fixed_dictionaries(
     {
         "machine_id": names | st.just("press-01"),
         "ts": st.floats(1e9, 4e9) | timestamps,
-        "sensors": st.dictionaries(names | st.just("temp_c"), sensor_values | st.floats(-1e6, 1e6), min_size=1, max_size=4),
+        "sensors": st.dictionaries(
+            names | st.just("temp_c"), sensor_values | st.floats(-1e6, 1e6), min_size=1, max_size=4
+        ),
     }
 )
 documents = anything | near_valid
@@ -84,7 +94,9 @@ def _assert_safe(reading: Reading) -> None:
         assert all(ch.isprintable() for ch in name), repr(name)
     assert isinstance(reading.event_time, float) and math.isfinite(reading.event_time)
     assert MIN_EVENT_TIME < reading.event_time <= MAX_EVENT_TIME
-    assert reading.sensors and all(type(v) is float and math.isfinite(v) for v in reading.sensors.values())
+    assert reading.sensors and all(
+        type(v) is float and math.isfinite(v) for v in reading.sensors.values()
+    )
     # What the checkpoint, the metrics and the alert body do with it must work.
     orjson.dumps({"machine_id": reading.machine, "values": reading.sensors})
 
@@ -98,19 +110,25 @@ def _dump(doc: Any) -> bytes:
 
 @SETTINGS
 @given(doc=documents, key=keys)
-def test_any_json_document_decodes_safely_or_is_rejected_with_a_reason(doc: dict[str, Any], key: bytes | None) -> None:
+def test_any_json_document_decodes_safely_or_is_rejected_with_a_reason(
+    doc: dict[str, Any], key: bytes | None
+) -> None:
     _check(key, _dump(doc))
 
 
 @SETTINGS
 @given(value=st.binary(max_size=300), key=keys)
-def test_any_bytes_decode_safely_or_are_rejected_with_a_reason(value: bytes, key: bytes | None) -> None:
+def test_any_bytes_decode_safely_or_are_rejected_with_a_reason(
+    value: bytes, key: bytes | None
+) -> None:
     _check(key, value)
 
 
 @SETTINGS
 @given(doc=documents, key=keys, data=st.data())
-def test_mutated_json_decodes_safely_or_is_rejected_with_a_reason(doc: dict[str, Any], key: bytes | None, data: st.DataObject) -> None:
+def test_mutated_json_decodes_safely_or_is_rejected_with_a_reason(
+    doc: dict[str, Any], key: bytes | None, data: st.DataObject
+) -> None:
     raw = bytearray(_dump(doc))
     for _ in range(data.draw(st.integers(0, 4))):  # bit flips and a truncation of real JSON
         raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
@@ -118,7 +136,11 @@ def test_mutated_json_decodes_safely_or_is_rejected_with_a_reason(doc: dict[str,
 
 
 @SETTINGS
-@given(machine=names, sensors=st.dictionaries(names, st.floats(), min_size=1, max_size=4), ts=st.floats(1e9, 4e9))
+@given(
+    machine=names,
+    sensors=st.dictionaries(names, st.floats(), min_size=1, max_size=4),
+    ts=st.floats(1e9, 4e9),
+)
 def test_valid_looking_records_are_read_exactly_when_their_names_are_safe(
     machine: str, sensors: dict[str, float], ts: float
 ) -> None:
