@@ -330,6 +330,7 @@ class RecordMutator:
     def _structure(self, doc: dict[str, Any]) -> tuple[bytes | None, bytes | None]:
         value = self.rng.choice(
             [
+                None,  # a tombstone
                 b"",
                 b"{}",
                 b"[]",
