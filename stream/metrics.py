@@ -188,6 +188,14 @@ class Metrics:
         self.last_commit_timestamp = Gauge(
             p + "last_commit_timestamp_seconds", "Unix time of the last offset commit", registry=r
         )
+        # Records whose processing raised (a bug): each also went to the dead-letter topic with
+        # reason internal_error. `type` is the exception class name (a handful at most).
+        self.internal_errors = Counter(
+            p + "internal_errors",
+            "Records whose processing raised an unexpected exception, by exception type",
+            ["type"],
+            registry=r,
+        )
         self.build_info = Info(p + "build", "anomstream build information", registry=r)
         self.build_info.info(_build_labels())
         self._initialise_label_values()

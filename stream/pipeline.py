@@ -8,6 +8,12 @@ code runs in unit tests, on Tansu and on Apache Kafka.
 Per reading: decode → for each sensor, score with the entity's model (after its warm-up), then
 learn → the machine's alert policy decides → maybe an alert. Per-reading metric values are
 collected in arrays and handed to the metrics once per batch.
+
+No record stops the service: an invalid one becomes a dead letter with the decoder's reason; a
+valid one whose processing raises (a bug in a detector, the policy, alert building) becomes a
+dead letter with reason `internal_error` and the exception type and place in the detail header,
+is counted in `anomstream_internal_errors_total{type}` and logged with its traceback once per
+kind. The batch's other records are unaffected.
 """
 
 from __future__ import annotations
@@ -28,9 +34,15 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.state_codec import codec_from_config
 from anomstream.stream.telemetry import Reading, TelemetryDecoder
 
-__all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
+__all__ = ["DLQ_REASON_HEADER", "MAX_SENSORS_PER_MACHINE", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
+# A machine's state is checkpointed as one Kafka record, which the producer and the broker cap
+# at 1 MB by default (max_request_size, message.max.bytes); a record over it stopped the service
+# at every checkpoint, again after each restart. A learned default-detector sensor takes about
+# 5.7 KB: 128 sensors stay near 730 KB. Readings that would add sensors past this are rejected
+# (`too_many_sensors`) rather than growing the machine without bound.
+MAX_SENSORS_PER_MACHINE = 128
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +89,7 @@ class Pipeline:
         self._machine_mode = config.detector.entity == "machine"
         self._warmup = config.detector.warmup
         self._scored = 0  # sensor values scored so far (after warm-up)
+        self._errors_seen: set[tuple[str, str]] = set()  # (exception type, where): logged once
         instance = config.service.instance or "local"
         self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
 
@@ -92,28 +105,38 @@ class Pipeline:
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
             out.offsets[(record.topic, record.partition)] = record.offset + 1
+            # One try per record, free on the hot path: an invalid record, or a bug anywhere in
+            # scoring, learning, policy or alert building, costs that record (a dead letter),
+            # never the batch nor the service.
             try:
                 reading = self.decoder.decode(record.key, record.value)
+                state = models.machine(reading.machine, record.partition, now)
+                if state.covers(record.topic, record.offset):
+                    out.skipped += 1  # replayed after a crash; its checkpoint already includes it
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
+                                  record.partition, record.offset, state.readings, state.offset)
+                    continue
+                if len(state.entities) + len(reading.sensors) > MAX_SENSORS_PER_MACHINE:
+                    self._check_sensor_budget(state, reading)  # off the hot path: near the cap
+                state.include(record.topic, record.offset)
+                score, sensor_scores, warm = self._score_and_learn(state, reading)
+                if warm:
+                    transition = self.policy.step(
+                        state.policy, score, reading.event_time, sensor_scores
+                    )
+                    if transition is not None:
+                        out.alerts.append(self._alert(transition, reading, record, now))
+                    scores.append(score)
             except InvalidRecord as exc:
                 out.dead_letters.append(self._dead_letter(record, exc))
                 continue
-            state = models.machine(reading.machine, record.partition, now)
-            if state.covers(record.topic, record.offset):
-                out.skipped += 1  # replayed after a crash; its checkpoint already includes it
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
-                              record.partition, record.offset, state.readings, state.offset)
+            except Exception as exc:  # noqa: BLE001 - isolated to this record, logged and counted
+                out.dead_letters.append(self._dead_letter(record, self._internal_error(exc)))
                 continue
-            state.include(record.topic, record.offset)
+            # Counted only once the whole reading succeeded: processed + dead-lettered = consumed.
             out.readings += 1
             latencies.append(now - record.timestamp / 1000.0)
-            score, sensor_scores, warm = self._score_and_learn(state, reading)
-            if not warm:
-                continue
-            scores.append(score)
-            transition = self.policy.step(state.policy, score, reading.event_time, sensor_scores)
-            if transition is not None:
-                out.alerts.append(self._alert(transition, reading, record, now))
         models.evict_idle(now)
         self._record_metrics(out, consumed, latencies, scores, started, before)
         return out
@@ -196,6 +219,37 @@ class Pipeline:
             topic=self.config.kafka.alert_topic,
         )
 
+    def _check_sensor_budget(self, state: MachineState, reading: Reading) -> None:
+        if self._machine_mode:
+            return  # one model per machine
+        new = sum(1 for sensor in reading.sensors if sensor not in state.entities)
+        if new and len(state.entities) + new > MAX_SENSORS_PER_MACHINE:
+            raise InvalidRecord(
+                "too_many_sensors",
+                f"{new} new sensors would give machine {reading.machine[:64]!r} "
+                f"{len(state.entities) + new} > {MAX_SENSORS_PER_MACHINE}",
+            )
+
+    def _internal_error(self, exc: Exception) -> InvalidRecord:
+        """Count and log (once per kind) a bug met while processing one record."""
+        kind = type(exc).__name__
+        where = _where(exc)
+        self.metrics.internal_errors.labels(kind).inc()
+        if (kind, where) not in self._errors_seen:
+            self._errors_seen.add((kind, where))
+            # The traceback once per kind: a bug hit by every record must not flood the log.
+            log.error(
+                "internal error %s at %s while processing a record; it goes to the dead-letter "
+                "topic (reason internal_error), the service goes on; further %s at %s are only "
+                "counted (anomstream_internal_errors_total)",
+                kind, where, kind, where, exc_info=exc,
+            )
+        try:
+            message = str(exc)
+        except Exception:  # noqa: BLE001 - an exception whose __str__ fails is still reported
+            message = "<unprintable>"
+        return InvalidRecord("internal_error", f"{kind} at {where}: {message}")
+
     def _dead_letter(self, record: RecordLike, exc: InvalidRecord) -> OutgoingMessage:
         self.metrics.readings_rejected.labels(exc.reason).inc()
         headers = list(record.headers or [])
@@ -237,3 +291,14 @@ class Pipeline:
     def snapshot(self) -> dict[str, Any]:
         """Counts for logs and tests."""
         return {"models": len(self.models), "machines": self.models.machines}
+
+
+def _where(exc: BaseException) -> str:
+    """`module:line in function` of the innermost frame of `exc`'s traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "?"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    return f"{frame.f_globals.get('__name__', '?')}:{tb.tb_lineno} in {frame.f_code.co_name}"
