@@ -34,15 +34,9 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.state_codec import codec_from_config
 from anomstream.stream.telemetry import Reading, TelemetryDecoder
 
-__all__ = ["DLQ_REASON_HEADER", "MAX_SENSORS_PER_MACHINE", "BatchOutput", "Pipeline", "RecordLike"]
+__all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
-# A machine's state is checkpointed as one Kafka record, which the producer and the broker cap
-# at 1 MB by default (max_request_size, message.max.bytes); a record over it stopped the service
-# at every checkpoint, again after each restart. A learned default-detector sensor takes about
-# 5.7 KB: 128 sensors stay near 730 KB. Readings that would add sensors past this are rejected
-# (`too_many_sensors`) rather than growing the machine without bound.
-MAX_SENSORS_PER_MACHINE = 128
 log = logging.getLogger(__name__)
 
 
@@ -88,6 +82,7 @@ class Pipeline:
         self.policy = AlertPolicy.from_config(config.alerts)
         self._machine_mode = config.detector.entity == "machine"
         self._warmup = config.detector.warmup
+        self._max_sensors = config.detector.max_sensors_per_machine
         self._scored = 0  # sensor values scored so far (after warm-up)
         self._errors_seen: set[tuple[str, str]] = set()  # (exception type, where): logged once
         instance = config.service.instance or "local"
@@ -117,7 +112,7 @@ class Pipeline:
                         log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
                                   record.partition, record.offset, state.readings, state.offset)
                     continue
-                if len(state.entities) + len(reading.sensors) > MAX_SENSORS_PER_MACHINE:
+                if len(state.entities) + len(reading.sensors) > self._max_sensors:
                     self._check_sensor_budget(state, reading)  # off the hot path: near the cap
                 state.include(record.topic, record.offset)
                 score, sensor_scores, warm = self._score_and_learn(state, reading)
@@ -223,11 +218,11 @@ class Pipeline:
         if self._machine_mode:
             return  # one model per machine
         new = sum(1 for sensor in reading.sensors if sensor not in state.entities)
-        if new and len(state.entities) + new > MAX_SENSORS_PER_MACHINE:
+        if new and len(state.entities) + new > self._max_sensors:
             raise InvalidRecord(
                 "too_many_sensors",
                 f"{new} new sensors would give machine {reading.machine[:64]!r} "
-                f"{len(state.entities) + new} > {MAX_SENSORS_PER_MACHINE}",
+                f"{len(state.entities) + new} > detector.max_sensors_per_machine = {self._max_sensors}",
             )
 
     def _internal_error(self, exc: Exception) -> InvalidRecord:

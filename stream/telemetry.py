@@ -27,7 +27,7 @@ Reason codes (`REASONS`), stable and low-cardinality:
 - `non_finite`: a sensor value that is NaN or infinite (also `1e999`, which parses as infinity).
 - `out_of_range`: a finite sensor value beyond ±`MAX_ABS_VALUE`, or an integer beyond float range.
 - `too_many_sensors`: not a decoder reason: the reading would give its machine more than
-  `anomstream.stream.pipeline.MAX_SENSORS_PER_MACHINE` sensors (see there why).
+  `detector.max_sensors_per_machine` sensors (its documentation says why).
 - `internal_error`: not a decoder reason: processing a valid reading failed (a bug); the detail
   header names the exception type (see `Pipeline`).
 

@@ -23,7 +23,7 @@ from kafka_helpers import (
 )
 
 from anomstream.stream.errors import InvalidRecord
-from anomstream.stream.pipeline import DLQ_REASON_HEADER, MAX_SENSORS_PER_MACHINE
+from anomstream.stream.pipeline import DLQ_REASON_HEADER
 from anomstream.stream.simulator import FaultSpec, Simulator
 from anomstream.stream.telemetry import REASONS, TelemetryDecoder
 
@@ -81,7 +81,7 @@ def _storm(sim: Simulator) -> list[Item]:
     return out
 
 
-def _expected(decoder: TelemetryDecoder, items: list[Item]) -> Counter[str]:
+def _expected(decoder: TelemetryDecoder, items: list[Item], max_sensors: int) -> Counter[str]:
     """What each record should become: "valid" or its dead-letter reason."""
     outcome: Counter[str] = Counter()
     sensors: dict[str, set[str]] = {}  # per machine, as the pipeline's per-machine budget sees it
@@ -92,7 +92,7 @@ def _expected(decoder: TelemetryDecoder, items: list[Item]) -> Counter[str]:
             outcome[exc.reason] += 1
             continue
         known = sensors.setdefault(reading.machine, set())
-        if len(known | set(reading.sensors)) > MAX_SENSORS_PER_MACHINE:
+        if len(known | set(reading.sensors)) > max_sensors:
             outcome["too_many_sensors"] += 1
             continue
         known.update(reading.sensors)
@@ -136,7 +136,7 @@ def test_a_storm_of_hostile_records_stops_nothing(
     topic = config.kafka.input_topics[0]
     sim = Simulator(machines=MACHINES, seed=7, start_time=1_795_000_000.0, faults=[FAULT])
     storm = _storm(sim)
-    expected = _expected(TelemetryDecoder(config.telemetry), storm)
+    expected = _expected(TelemetryDecoder(config.telemetry), storm, config.detector.max_sensors_per_machine)
     assert sum(1 for kind, _, _ in storm if kind not in ("clean", "buggy")) >= MUTATED
     after = [
         (r.machine_id.encode(), orjson.dumps(r.record))

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from anomstream.stream.config import load_config
 from anomstream.stream.metrics import Metrics
-from anomstream.stream.pipeline import DLQ_REASON_HEADER, MAX_SENSORS_PER_MACHINE, Pipeline
+from anomstream.stream.pipeline import DLQ_REASON_HEADER, Pipeline
 
 
 def _record(offset: int, machine: str, value: float, ts: float) -> FakeRecord:
@@ -78,7 +78,7 @@ def test_a_failing_record_is_dead_lettered_and_the_batch_goes_on(
 
 
 def test_a_machine_cannot_grow_past_its_sensor_budget() -> None:
-    """A record that would push one machine past MAX_SENSORS_PER_MACHINE models is dead-lettered;
+    """A record that would push one machine past detector.max_sensors_per_machine models is dead-lettered;
     the machine's known sensors still score, and other machines are unaffected."""
     registry = CollectorRegistry()
     config = load_config(
@@ -92,7 +92,8 @@ def test_a_machine_cannot_grow_past_its_sensor_budget() -> None:
         )
         return FakeRecord("telemetry", 0, offset, 0, machine.encode(), body)
 
-    full = [f"s{i}" for i in range(MAX_SENSORS_PER_MACHINE)]
+    cap = config.detector.max_sensors_per_machine
+    full = [f"s{i}" for i in range(cap)]
     out = pipeline.process(
         [
             record(0, "wide", full),
@@ -104,7 +105,7 @@ def test_a_machine_cannot_grow_past_its_sensor_budget() -> None:
     assert out.readings == 3
     (letter,) = out.dead_letters
     assert dict(letter.headers)[DLQ_REASON_HEADER] == b"too_many_sensors"
-    assert len(pipeline.models) == MAX_SENSORS_PER_MACHINE + 1
+    assert len(pipeline.models) == cap + 1
     assert (
         registry.get_sample_value(
             "anomstream_readings_rejected_total", {"reason": "too_many_sensors"}
