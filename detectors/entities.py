@@ -73,7 +73,9 @@ class Entity:
 class MachineState:
     """Everything anomstream remembers about one machine."""
 
-    __slots__ = ("dirty", "entities", "last_seen", "offset", "partition", "policy", "readings", "topic")
+    __slots__ = (
+        "dirty", "entities", "last_seen", "offset", "partition", "policy", "readings", "source", "topic",
+    )
 
     def __init__(self) -> None:
         self.entities: dict[str, Entity] = {}
@@ -83,24 +85,34 @@ class MachineState:
         # at or before it, so state is never learned twice.
         self.topic = ""
         self.offset = -1
+        # Input partition of the reading at `offset`: offsets of two partitions are not
+        # comparable. -1 in state written before it was recorded: compare offsets alone.
+        self.source = -1
         self.partition = -1  # input partition its readings arrive on; its changelog partition
         self.last_seen = 0.0
         self.dirty = False  # changed since its last checkpoint
 
-    def covers(self, topic: str, offset: int) -> bool:
-        """True if the reading at `topic`/`offset` is already part of this state."""
-        return offset <= self.offset and topic == self.topic
+    def covers(self, topic: str, partition: int, offset: int) -> bool:
+        """True if the reading at `topic`/`partition`/`offset` is already part of this state.
 
-    def include(self, topic: str, offset: int) -> None:
-        self.topic, self.offset = topic, offset
+        Only a reading of the same partition as the last included one can be told a replay.
+        A machine whose readings arrive on two partitions (keyless records, a key that is not
+        the machine id) is then learned at least once, never skipped unseen; after a crash, a
+        few readings of the other partition may be learned twice.
+        """
+        return offset <= self.offset and topic == self.topic and self.source in (partition, -1)
+
+    def include(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.source, self.offset = topic, partition, offset
         self.readings += 1
         self.dirty = True
 
     def __getstate__(self) -> tuple:
-        return (self.entities, self.policy, self.readings, self.topic, self.offset)
+        return (self.entities, self.policy, self.readings, self.topic, self.offset, self.source)
 
     def __setstate__(self, state: tuple) -> None:
-        self.entities, self.policy, self.readings, self.topic, self.offset = state
+        self.entities, self.policy, self.readings, self.topic, self.offset = state[:5]
+        self.source = state[5] if len(state) > 5 else -1  # added later: older checkpoints lack it
         self.partition, self.last_seen, self.dirty = -1, 0.0, False
 
 

@@ -106,7 +106,7 @@ class Pipeline:
             try:
                 reading = self.decoder.decode(record.key, record.value)
                 state = models.machine(reading.machine, record.partition, now)
-                if state.covers(record.topic, record.offset):
+                if state.covers(record.topic, record.partition, record.offset):
                     out.skipped += 1  # replayed after a crash; its checkpoint already includes it
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug("skip %s p%d@%d (state has %d readings up to %d)", reading.machine,
@@ -114,7 +114,7 @@ class Pipeline:
                     continue
                 if len(state.entities) + len(reading.sensors) > self._max_sensors:
                     self._check_sensor_budget(state, reading)  # off the hot path: near the cap
-                state.include(record.topic, record.offset)
+                state.include(record.topic, record.partition, record.offset)
                 score, sensor_scores, warm = self._score_and_learn(state, reading)
                 if warm:
                     transition = self.policy.step(

@@ -114,15 +114,10 @@ def test_a_machine_cannot_grow_past_its_sensor_budget() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, left to the owner of detectors/entities.py: a "
-    "machine's state records the offset of its last reading but not the partition",
-)
 def test_a_machine_whose_records_arrive_on_two_partitions_loses_none() -> None:
     """Keyless records, or a key that disagrees with the machine id, put one machine on several
-    partitions; `MachineState.covers` then takes readings of the partition with the lower
-    offsets for replays of what the checkpoint already holds, and skips them silently."""
+    partitions; a state that compared offsets alone took readings of the partition with the
+    lower offsets for replays of what the checkpoint already holds, and skipped them silently."""
     config = load_config(
         environ={}, overrides={"state.signing_key": TEST_SIGNING_KEY, "detector.warmup": 0}
     )

@@ -64,10 +64,10 @@ def test_only_changed_machines_are_checkpointed() -> None:
     for machine, partition in (("a", 0), ("b", 1)):
         state = store.machine(machine, partition, now=0.0)
         store.entity(state, machine, "temp").model.learn_one({"value": 1.0})
-        state.include("t", 0)
+        state.include("t", 0, 0)
     assert sorted((m, p) for m, p, _ in store.take_changes()) == [("a", 0), ("b", 1)]
     assert store.take_changes() == []  # nothing changed since
-    store.machine("a", 0, now=1.0).include("t", 1)
+    store.machine("a", 0, now=1.0).include("t", 0, 1)
     assert [(m, p) for m, p, _ in store.take_changes(partitions=[1])] == []
     assert [m for m, _, _ in store.take_changes(partitions=[0])] == ["a"]
 
@@ -79,7 +79,7 @@ def test_cap_and_ttl_evict_to_signed_bytes_and_restore_on_next_reading() -> None
         for sensor in ("x", "y"):
             entity = store.entity(state, machine, sensor)
             entity.learned = 7
-        state.include("t", i)
+        state.include("t", 0, i)
     assert len(store) == 4 and store.machines == 2 and store.evicted == 1  # m1 went over the cap
     restored = store.machine("m1", 0, now=5.0)
     assert store.restored == 1 and restored.entities["x"].learned == 7 and restored.readings == 1
@@ -137,3 +137,19 @@ def test_open_alerts_follow_their_state_across_restore_and_release() -> None:
     assert registry.get_sample_value("anomstream_alerts_firing", labels) == 1
     assert second.release([0]) == 1  # its partition moved away: the new owner reports it now
     assert registry.get_sample_value("anomstream_alerts_firing", labels) is None
+
+
+def test_replays_are_told_apart_per_partition_and_older_state_still_restores() -> None:
+    from anomstream.detectors.entities import MachineState
+
+    state = MachineState()
+    state.include("t", 1, 40)
+    assert state.covers("t", 1, 40) and state.covers("t", 1, 3)
+    assert not state.covers("t", 0, 3)  # another partition's offsets are not comparable
+    assert not state.covers("u", 1, 3)
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored.covers("t", 1, 40) and not restored.covers("t", 0, 3)
+    # A checkpoint written before the partition was recorded: offsets compared alone, as then.
+    older = MachineState.__new__(MachineState)
+    older.__setstate__(({}, state.policy, 1, "t", 40))
+    assert older.covers("t", 0, 3) and not older.covers("t", 0, 41)
