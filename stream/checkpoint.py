@@ -37,6 +37,10 @@ __all__ = ["Checkpointer", "changelog_reader", "ensure_changelog"]
 
 log = logging.getLogger(__name__)
 
+# kafka-python refuses a record over max_request_size (1 MiB by default) and Apache Kafka over
+# message.max.bytes (1 MB + 12): stay under both, with room for key and record overhead.
+MAX_STATE_BYTES = 1_000_000
+
 
 class Checkpointer:
     """Decides when to checkpoint, writes checkpoints, restores partitions."""
@@ -62,6 +66,7 @@ class Checkpointer:
         self.clock = clock
         self._last = clock()
         self._readings = 0
+        self._warned_too_large: set[str] = set()
 
     def note(self, readings: int) -> None:
         self._readings += readings
@@ -78,6 +83,7 @@ class Checkpointer:
         messages = [
             OutgoingMessage(self.topic, machine.encode("utf-8"), data, [], partition)
             for machine, partition, data in changes
+            if len(data) <= MAX_STATE_BYTES or self._too_large(machine, len(data))
         ]
         try:
             # Inside a transaction (wait=False) the transaction's commit makes them durable.
@@ -94,6 +100,20 @@ class Checkpointer:
         m.checkpoint_duration.observe(time.perf_counter() - started)
         m.last_checkpoint_timestamp.set(time.time())
         return len(messages)
+
+    def _too_large(self, machine: str, size: int) -> bool:
+        """A state Kafka would refuse must not stop every checkpoint (and the service with it):
+        that machine's newest state is not made durable, and says so once."""
+        self.metrics.state_too_large.inc()
+        if machine not in self._warned_too_large:
+            self._warned_too_large.add(machine)
+            log.warning(
+                "state of machine %r is %d bytes, over the %d a changelog record may hold: not "
+                "checkpointed (a restart restores its last smaller checkpoint); lower "
+                "detector.max_sensors_per_machine or use a lighter detector for it",
+                machine[:64], size, MAX_STATE_BYTES,
+            )
+        return False
 
     def restore(self, partitions: Iterable[int]) -> int:
         """Load the newest state of every machine in changelog `partitions` into the store."""

@@ -158,6 +158,11 @@ class Metrics:
         self.checkpoint_bytes = Counter(
             p + "checkpoint_bytes", "Bytes of signed state written to the changelog", registry=r
         )
+        self.state_too_large = Counter(
+            p + "state_too_large",
+            "Machine states not checkpointed because one record would exceed Kafka's size limit",
+            registry=r,
+        )
         self.checkpoint_duration = Histogram(
             p + "checkpoint_duration_seconds",
             "Time to serialize, write and acknowledge one checkpoint",

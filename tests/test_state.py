@@ -153,3 +153,44 @@ def test_replays_are_told_apart_per_partition_and_older_state_still_restores() -
     older = MachineState.__new__(MachineState)
     older.__setstate__(({}, state.policy, 1, "t", 40))
     assert older.covers("t", 0, 3) and not older.covers("t", 0, 41)
+
+
+class _SentFuture:
+    exception = None
+
+    def succeeded(self) -> bool:
+        return True
+
+
+class _FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, *, key: bytes, value: bytes, headers: object, partition: int) -> _SentFuture:
+        self.sent.append((key.decode(), value))
+        return _SentFuture()
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_a_state_too_large_for_one_record_is_skipped_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """Kafka refuses records over ~1 MB; a machine whose state outgrew that used to fail every
+    checkpoint, and so stop the service again after each restart."""
+    from anomstream.stream.checkpoint import MAX_STATE_BYTES, Checkpointer
+
+    class _Store:
+        def take_changes(self, partitions: object = None) -> list[tuple[str, int, bytes]]:
+            return [("huge", 0, b"x" * (MAX_STATE_BYTES + 1)), ("small", 1, b"state")]
+
+    registry = CollectorRegistry()
+    config = load_config(environ={}, overrides={"state.signing_key": TEST_SIGNING_KEY})
+    producer = _FakeProducer()
+    checkpointer = Checkpointer(
+        config, store=_Store(), producer=producer, metrics=Metrics(registry),  # type: ignore[arg-type]
+        reader_factory=lambda: None,  # type: ignore[arg-type,return-value]
+    )
+    assert checkpointer.write() == 1 and checkpointer.write() == 1
+    assert producer.sent == [("small", b"state"), ("small", b"state")]
+    assert registry.get_sample_value("anomstream_state_too_large_total") == 2
+    assert sum("huge" in r.getMessage() for r in caplog.records) == 1  # logged once per machine
