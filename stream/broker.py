@@ -4,7 +4,7 @@
 answers a Kafka metadata request, and always stops it: on `stop()`, on leaving the `with` block,
 on interpreter exit (atexit), and — because Tansu runs in its own process group and we ask the
 kernel to kill it if we die (PR_SET_PDEATHSIG on Linux) — even when the parent is SIGKILLed.
-With `tls=(certfile, keyfile)` it serves TLS through a `TlsFront` (Tansu 0.6 cannot itself).
+With `tls=ServerTls(certfile, keyfile)` it serves TLS through a `TlsFront` (Tansu 0.6 cannot itself).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from anomstream.stream.errors import BrokerUnavailable
 from anomstream.stream.kafka_wait import wait_for_kafka  # the start-up wait; re-exported here
-from anomstream.stream.tls_front import TlsFront, server_context
+from anomstream.stream.tls_front import ServerTls, TlsFront, server_context
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
 
@@ -57,13 +57,13 @@ class EmbeddedBroker:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         client_options: Mapping[str, Any] | None = None,
-        tls: tuple[str | Path, str | Path] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         """`storage_engine` (e.g. `s3://bucket/` to keep topics across restarts), `extra_args`
         (e.g. `--authentication`) and `env` go to Tansu; `client_options` are what a client
         needs to reach it (TLS, SASL settings), used by the start-up check.
 
-        `tls=(certfile, keyfile)` serves TLS on `port`: Tansu 0.6 cannot (see
+        `tls` (certificate, key, optional client CA) serves TLS on `port`: Tansu 0.6 cannot (see
         `anomstream.stream.tls_front`), so it listens in plaintext on a private port and a
         `TlsFront` on `port` forwards to it; Tansu advertises `port`, so clients stay on TLS."""
         self.port = port or free_port()
@@ -96,7 +96,7 @@ class EmbeddedBroker:
         if self.tls is not None:
             upstream = free_port()
             url = f"tcp://127.0.0.1:{upstream}"
-            self._front = TlsFront(server_context(*self.tls), port=self.port, upstream_port=upstream).start()
+            self._front = TlsFront(server_context(self.tls), port=self.port, upstream_port=upstream).start()
         fd, log_name = tempfile.mkstemp(prefix="anomstream-tansu-", suffix=".log")
         self._log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log_file:
@@ -112,10 +112,10 @@ class EmbeddedBroker:
         atexit.register(self.stop)
         try:
             wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
             tail = self.log_tail()
             self.stop()
-            raise BrokerUnavailable(f"embedded Tansu did not start on port {self.port}:\n{tail}") from None
+            raise BrokerUnavailable(f"embedded Tansu did not start on port {self.port} ({exc}):\n{tail}") from None
         log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap_servers, self._process.pid)
         return self
 

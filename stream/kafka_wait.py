@@ -13,6 +13,7 @@ Problems waiting cannot fix end the wait at once: a TLS certificate the client d
 from __future__ import annotations
 
 import logging
+import itertools
 import re
 import socket
 import threading
@@ -44,18 +45,29 @@ _FATAL = (
 )
 
 
-class _Capture(logging.Handler):
-    """Keeps kafka-python's last warning/error message; notices fatal ones."""
+# kafka-python's lines that only say it is retrying or gave up, not why.
+_SUMMARY = re.compile(r"^Bootstrap failed|not ready; waiting|Unable to bootstrap")
 
-    def __init__(self) -> None:
+
+class _Capture(logging.Handler):
+    """Keeps kafka-python's last warning/error message; notices fatal ones.
+
+    With `threads`, only records logged by threads of those names count: every capture sees
+    every `kafka` record, and one probe must not take another's (an abandoned one's) errors."""
+
+    def __init__(self, threads: frozenset[str] | None = None) -> None:
         super().__init__(logging.WARNING)
+        self.threads = threads
         self.last: str = ""
         self.fatal: str = ""
         self.fatal_seen = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.threads is not None and record.threadName not in self.threads:
+            return
         message = record.getMessage()
-        self.last = message
+        if not _SUMMARY.search(message):  # keep the cause, not "gave up" / "retrying"
+            self.last = message
         if not self.fatal:
             for pattern, template in _FATAL:
                 match = pattern.search(message)
@@ -68,6 +80,7 @@ class _Capture(logging.Handler):
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
+_probe_numbers = itertools.count(1)
 
 
 @contextmanager
@@ -114,7 +127,7 @@ def _tcp_reason(servers: Sequence[str], timeout: float) -> str | None:
 
 
 def _probe(
-    servers: Sequence[str], options: Mapping[str, Any], seconds: float,
+    servers: Sequence[str], options: Mapping[str, Any], seconds: float, client_id: str,
     capture: _Capture, result: list[BaseException | None],
 ) -> None:
     """One bootstrap + metadata request (in a worker thread); the outcome lands in `result`.
@@ -126,8 +139,8 @@ def _probe(
     with quiet_kafka_logs(capture):
         try:
             admin = KafkaAdminClient(
-                **{"bootstrap_servers": list(servers), "client_id": "anomstream-probe",
-                   "request_timeout_ms": int(seconds * 1000), **options,
+                **{"bootstrap_servers": list(servers),
+                   "request_timeout_ms": int(seconds * 1000), **options, "client_id": client_id,
                    "bootstrap_timeout_ms": int(seconds * 1000)}
             )
             try:
@@ -166,12 +179,16 @@ def wait_for_kafka(
             break
         tcp = _tcp_reason(servers, min(2.0, remaining))
         if tcp is None:
-            capture = _Capture()
+            # A client id (so an IO thread name, "kafka-io-<id>") of its own for each probe.
+            number = next(_probe_numbers)
+            client_id = f"{options.get('client_id') or 'anomstream'}-probe-{number}"
+            worker_name = f"anomstream-kafka-probe-{number}"
+            capture = _Capture(frozenset({worker_name, f"kafka-io-{client_id}"}))
             result: list[BaseException | None] = []
             worker = threading.Thread(
                 target=_probe,
-                args=(servers, options, min(PROBE_SECONDS, max(remaining, 1.0)), capture, result),
-                name="anomstream-kafka-probe", daemon=True,
+                args=(servers, options, min(PROBE_SECONDS, max(remaining, 1.0)), client_id, capture, result),
+                name=worker_name, daemon=True,
             )
             worker.start()
             while worker.is_alive() and not stop.is_set() and not capture.fatal_seen.is_set():

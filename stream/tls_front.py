@@ -16,19 +16,33 @@ import contextlib
 import logging
 import ssl
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TlsFront", "server_context"]
+__all__ = ["ServerTls", "TlsFront", "server_context"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
 
-def server_context(certfile: str | Path, keyfile: str | Path) -> ssl.SSLContext:
-    """A TLS 1.2+ server context for `certfile` (PEM chain, leaf first) and `keyfile`."""
+@dataclass(frozen=True)
+class ServerTls:
+    """What the broker presents: `certfile` (PEM chain, leaf first) and its `keyfile`; with
+    `client_cafile`, clients must present a certificate that CA signed (mutual TLS)."""
+
+    certfile: str | Path
+    keyfile: str | Path
+    client_cafile: str | Path | None = None
+
+
+def server_context(tls: ServerTls) -> ssl.SSLContext:
+    """A TLS 1.2+ server context for `tls`."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile, keyfile)
+    context.load_cert_chain(tls.certfile, tls.keyfile)
+    if tls.client_cafile is not None:
+        context.load_verify_locations(tls.client_cafile)
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 
