@@ -24,7 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from anomstream.stream.errors import BrokerUnavailable
-from anomstream.stream.kafka_wait import wait_for_kafka  # the start-up wait; re-exported here
+# the start-up wait; re-exported here
+from anomstream.stream.kafka_wait import wait_for_kafka, wait_for_listener
 from anomstream.stream.tls_front import ServerTls, TlsFront, server_context
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
@@ -111,7 +112,12 @@ class EmbeddedBroker:
             )
         atexit.register(self.stop)
         try:
-            wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
+            if "--authentication" in self.extra_args:
+                # Tansu 0.6 offers only SCRAM there and its memory/s3 storage keeps no SCRAM
+                # credentials (a no-op upsert), so no client can ever log in: listening is ready.
+                wait_for_listener(self.bootstrap_servers, self.startup_timeout)
+            else:
+                wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
         except BrokerUnavailable as exc:
             tail = self.log_tail()
             self.stop()

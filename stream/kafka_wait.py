@@ -24,7 +24,7 @@ from typing import Any
 
 from anomstream.stream.errors import BrokerUnavailable
 
-__all__ = ["quiet_kafka_logs", "wait_for_kafka"]
+__all__ = ["quiet_kafka_logs", "wait_for_kafka", "wait_for_listener"]
 
 log = logging.getLogger("anomstream")
 
@@ -42,6 +42,11 @@ _FATAL = (
     (re.compile(r"hostname mismatch[^(\n]*|doesn't match[^(\n]*", re.I), "TLS handshake refused: {}"),
     (re.compile(r"(?:SaslAuthenticationFailedError|Authentication failed)[: ]*([^\n]*)", re.I),
      "SASL authentication refused: {}"),
+    (re.compile(r"does not support \S+ sasl mechanism[^\n]*", re.I), "SASL refused: broker {}"),
+    # kafka-python 3.0.12 cannot read a SCRAM server-final message that is an error ("e=...",
+    # RFC 5802; Tansu sends "e=unknown-user") and fails on the missing "v" with KeyError('v').
+    (re.compile(r"(?:failed|lost): 'v'$"),
+     "SASL authentication refused: the broker rejected the SCRAM credentials"),
 )
 
 
@@ -124,6 +129,16 @@ def _tcp_reason(servers: Sequence[str], timeout: float) -> str | None:
         except (OSError, ValueError) as exc:
             reason = (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).lower()
     return reason
+
+
+def wait_for_listener(bootstrap_servers: str, timeout: float) -> None:
+    """Block until some bootstrap server accepts TCP connections, or raise `BrokerUnavailable`."""
+    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+    deadline = time.monotonic() + timeout
+    while (reason := _tcp_reason(servers, 1.0)) is not None:
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(f"nothing listens at {bootstrap_servers} after {timeout:g} s: {reason}")
+        time.sleep(0.1)
 
 
 def _probe(

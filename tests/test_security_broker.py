@@ -1,5 +1,6 @@
-"""anomstream against a broker that only speaks TLS (mutual: the client presents a certificate
-with an encrypted key): end to end, a certificate it does not trust, secrets kept out of sight.
+"""anomstream against secured brokers: one that only speaks TLS (mutual: the client presents a
+certificate with an encrypted key) end to end, a certificate it does not trust, a broker that
+requires SASL, and secrets kept out of logs, `repr` and `anomstream config`.
 
 The embedded Tansu serves TLS through `TlsFront` (Tansu 0.6 cannot itself: see
 `anomstream.stream.tls_front`); every byte between the clients and Tansu crosses a real TLS
@@ -8,6 +9,7 @@ session on TCP, checked by kafka-python's own `ssl` context.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import time
@@ -22,7 +24,9 @@ from process_helpers import ANOMSTREAM, ServiceProcess
 from tls_helpers import CLIENT_KEY_PASSWORD, TlsFiles, make_tls_files, tls_broker
 
 from anomstream.stream.broker import EmbeddedBroker, wait_for_kafka
+from anomstream.stream.config import load_config
 from anomstream.stream.errors import BrokerUnavailable
+from anomstream.stream.kafka_io import common_client_config
 from anomstream.stream.simulator import FaultSpec, Simulator
 
 pytestmark = pytest.mark.broker
@@ -126,3 +130,104 @@ def test_embedded_broker_without_its_tls_settings_does_not_start(tls_files: TlsF
     )
     with pytest.raises(BrokerUnavailable, match="certificate verify failed"):
         broker.start()
+
+
+# SASL. Tansu 0.6's `--authentication` requires SASL on every connection (a client without it
+# gets NotAuthenticated and is disconnected) and offers SCRAM-SHA-256 and SCRAM-SHA-512 only
+# (PLAIN: "NoSharedMechanism", the connection is closed). Users are provisioned with
+# `tansu user create` (AlterUserScramCredentials), but the storage engines of the vendored
+# binary (memory://, s3://: "dynostore") keep no SCRAM credentials: the upsert is a no-op and
+# the lookup always finds none (tansu v0.6.0 tansu-storage/src/dynostore.rs). So no login can
+# succeed; what the real broker does check: the mechanism is negotiated and the whole SCRAM
+# exchange (client-first with the user, server-first, client-final with the proof made from
+# the password) runs on the wire, and the broker's refusal ("e=unknown-user") ends the start at
+# once in one clear line without the password.
+SASL_PASSWORD = "sasl-pass-91c0d7e5-never-logged"
+
+
+@pytest.fixture(scope="module")
+def sasl_kafka() -> Iterator[str]:
+    with EmbeddedBroker(extra_args=["--authentication"]) as broker:
+        yield broker.bootstrap_servers
+
+
+def _sasl_options(mechanism: str) -> dict[str, Any]:
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mechanism,
+            "sasl_plain_username": "anomstream", "sasl_plain_password": SASL_PASSWORD}
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_scram_exchange_runs_and_the_refusal_ends_the_wait_at_once(sasl_kafka: str, mechanism: str) -> None:
+    # What a service's log handler (on the root logger) would get, at DEBUG. (Not caplog:
+    # pytest also hooks its handler onto loggers that do not propagate, such as `kafka`
+    # while a probe of an earlier test still runs quietly.)
+    root, collect = logging.getLogger(), _Collect()
+    level = root.level
+    root.addHandler(collect)
+    root.setLevel(logging.DEBUG)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BrokerUnavailable) as info:
+            wait_for_kafka(sasl_kafka, 30, client_options=_sasl_options(mechanism))
+    finally:
+        root.removeHandler(collect)
+        root.setLevel(level)
+    assert time.monotonic() - started < 10  # not the 30 s timeout
+    assert str(info.value) == (f"cannot connect to Kafka at {sasl_kafka}: "
+                               "SASL authentication refused: the broker rejected the SCRAM credentials")
+    assert not [line for line in collect.lines if line.startswith("kafka")]
+    assert not [line for line in collect.lines if SASL_PASSWORD in line]
+
+
+def test_sasl_broker_refuses_clients_without_sasl_and_plain(sasl_kafka: str) -> None:
+    for options in ({}, _sasl_options("PLAIN")):
+        with pytest.raises(BrokerUnavailable, match="within 2 s"):
+            wait_for_kafka(sasl_kafka, 2, client_options=options)
+
+
+def test_service_with_scram_password_file_stops_with_one_clear_line(
+    sasl_kafka: str, unique: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "sasl-password"
+    secret.write_text(SASL_PASSWORD + "\n")
+    # Topics cannot be created on this broker (nobody can log in): a plaintext config suffices
+    # for ServiceProcess's arguments; the security settings come from the environment.
+    config = load_config(environ={}, overrides={"kafka.bootstrap_servers": sasl_kafka,
+                                                "kafka.group_id": f"group-{unique}",
+                                                "state.signing_key": "anomstream-test-signing-key"})
+    env = {"ANOMSTREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+           "ANOMSTREAM_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+           "ANOMSTREAM_KAFKA__SASL_USERNAME": "anomstream",
+           "ANOMSTREAM_KAFKA__SASL_PASSWORD_FILE": str(secret)}
+    with ServiceProcess(config, **env) as service:
+        assert service.process is not None
+        code = service.process.wait(60)
+        log = service.output()
+    assert code not in (0, 1), log
+    errors = [line for line in log.splitlines() if line.startswith("anomstream:")]
+    assert errors == [f"anomstream: cannot connect to Kafka at {sasl_kafka}: SASL authentication "
+                      "refused: the broker rejected the SCRAM credentials"], log
+    assert "Traceback" not in log and SASL_PASSWORD not in log
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_every_client_gets_the_sasl_settings(mechanism: str, tmp_path: Path) -> None:
+    # Unit level (no broker can log a client in, see above): the one mapping all clients use.
+    kafka = load_config(environ={}, overrides={
+        "kafka.security_protocol": "SASL_SSL", "kafka.sasl_mechanism": mechanism,
+        "kafka.sasl_username": "svc", "kafka.sasl_password": SASL_PASSWORD,
+        "state.signing_key": "anomstream-test-signing-key",
+    }).kafka
+    options = common_client_config(kafka)
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == mechanism
+    assert options["sasl_plain_username"] == "svc" and options["sasl_plain_password"] == SASL_PASSWORD
+    assert SASL_PASSWORD not in repr(kafka)

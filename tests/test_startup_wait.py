@@ -16,6 +16,7 @@ from process_helpers import ANOMSTREAM
 
 from anomstream.stream.broker import free_port, wait_for_kafka
 from anomstream.stream.errors import BrokerUnavailable
+from anomstream.stream.kafka_wait import _Capture
 
 
 
@@ -137,3 +138,32 @@ def test_kafka_python_errors_are_captured_and_the_cause_given(caplog: pytest.Log
                         r"(socket disconnected|\[Errno 104\] Connection reset by peer)", str(info.value))
     assert not [r for r in caplog.records if r.name.startswith("kafka")]
     assert len([r for r in caplog.records if r.name == "anomstream"]) <= 2
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+         "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)",
+         "TLS handshake refused: certificate verify failed: unable to get local issuer certificate"),
+        ("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+         "certificate verify failed: Hostname mismatch, certificate is not valid for 'kafka-1'. (_ssl.c:1006)",
+         "TLS handshake refused: certificate verify failed: Hostname mismatch, certificate is not valid for 'kafka-1'"),
+        # What kafka-python logs for Apache Kafka's refusal of a login:
+        ("Connection failed: SaslAuthenticationFailedError: Authentication failed during authentication "
+         "due to invalid credentials with SASL mechanism SCRAM-SHA-512",
+         "SASL authentication refused: Authentication failed during authentication due to invalid "
+         "credentials with SASL mechanism SCRAM-SHA-512"),
+        ("Connection failed: UnsupportedSaslMechanismError: Kafka broker does not support PLAIN sasl "
+         "mechanism. Enabled mechanisms: ['SCRAM-SHA-512']",
+         "SASL refused: broker does not support PLAIN sasl mechanism. Enabled mechanisms: ['SCRAM-SHA-512']"),
+        ("<KafkaConnection node_id=bootstrap-0>: Connection lost: 'v'",
+         "SASL authentication refused: the broker rejected the SCRAM credentials"),
+        ("Connection failed: KafkaConnectionError: 111 ECONNREFUSED", ""),  # retried: not fatal
+    ],
+)
+def test_which_kafka_python_errors_end_the_wait_at_once(message: str, reason: str) -> None:
+    capture = _Capture()
+    capture.emit(logging.makeLogRecord({"name": "kafka.net.manager", "levelno": logging.ERROR, "msg": message}))
+    assert capture.fatal == reason
+    assert capture.fatal_seen.is_set() == bool(reason)
