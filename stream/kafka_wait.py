@@ -85,6 +85,7 @@ class _Capture(logging.Handler):
 
 _quiet_lock = threading.Lock()
 _quiet_depth = 0
+_propagated = True  # the `kafka` logger's setting before the first open block
 _probe_numbers = itertools.count(1)
 
 
@@ -92,11 +93,13 @@ _probe_numbers = itertools.count(1)
 def quiet_kafka_logs(capture: _Capture | None = None) -> Iterator[_Capture]:
     """Route the `kafka` loggers into `capture` (a new one by default) while the block runs;
     blocks may nest and overlap across threads: output comes back when the last one ends."""
-    global _quiet_depth
+    global _quiet_depth, _propagated
     logger = logging.getLogger("kafka")
     capture = capture if capture is not None else _Capture()
     logger.addHandler(capture)
     with _quiet_lock:
+        if _quiet_depth == 0:
+            _propagated = logger.propagate
         _quiet_depth += 1
         logger.propagate = False
     try:
@@ -106,7 +109,7 @@ def quiet_kafka_logs(capture: _Capture | None = None) -> Iterator[_Capture]:
         with _quiet_lock:
             _quiet_depth -= 1
             if _quiet_depth == 0:
-                logger.propagate = True
+                logger.propagate = _propagated
 
 
 def _short(message: str) -> str:
