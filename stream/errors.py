@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AnomstreamError",
     "BrokerUnavailable",
@@ -22,10 +24,15 @@ class AnomstreamError(Exception):
 
 
 class ConfigError(AnomstreamError):
-    """A configuration value is missing, unknown, of the wrong type or out of range."""
+    """A configuration value is missing, unknown, of the wrong type or out of range.
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"config error at '{key}': {problem}")
+    `key` and `problem` are the first problem; `problems` holds every `(key, problem)` found,
+    so an operator fixes a config file in one round, and str() lists them all, one per line.
+    """
+
+    def __init__(self, key: str, problem: str, *, more: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems = [(key, problem), *more]
+        super().__init__("\n".join(f"config error at '{k}': {p}" for k, p in self.problems))
         self.key = key
         self.problem = problem
 

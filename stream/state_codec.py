@@ -63,6 +63,8 @@ def codec_from_config(state_config: Any) -> StateCodec | None:
     """The codec of a `StateConfig`, or None when state is disabled."""
     if not state_config.enabled:
         return None
-    if not state_config.signing_key:
+    # The one place the state keys leave their SecretStr.
+    key = state_config.signing_key.get_secret_value()
+    if not key:
         raise ConfigError("state.signing_key", "required when state.enabled is true")
-    return StateCodec(state_config.signing_key, state_config.previous_signing_keys)
+    return StateCodec(key, [old.get_secret_value() for old in state_config.previous_signing_keys])

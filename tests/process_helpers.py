@@ -40,7 +40,7 @@ class ServiceProcess:
             "ANOMSTREAM_KAFKA__HEARTBEAT_INTERVAL_MS": str(k.heartbeat_interval_ms),
             "ANOMSTREAM_KAFKA__TOPIC_PARTITIONS": str(k.topic_partitions),
             "ANOMSTREAM_STATE__CHANGELOG_TOPIC": config.state.changelog_topic,
-            "ANOMSTREAM_STATE__SIGNING_KEY": config.state.signing_key,
+            "ANOMSTREAM_STATE__SIGNING_KEY": config.state.signing_key.get_secret_value(),
             "ANOMSTREAM_DETECTOR__NAME": config.detector.name,
             **extra_env,
         }

@@ -90,7 +90,7 @@ def test_signing_key_can_come_from_a_secret_file(tmp_path) -> None:
     secret = tmp_path / "key"
     secret.write_text("from-a-mounted-secret-file\n")
     config = load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY_FILE": str(secret)})
-    assert config.state.signing_key == "from-a-mounted-secret-file"
+    assert config.state.signing_key.get_secret_value() == "from-a-mounted-secret-file"
     with pytest.raises(ConfigError, match="not both"):
         load_config(environ={"ANOMSTREAM_STATE__SIGNING_KEY_FILE": str(secret), **KEY})
     with pytest.raises(ConfigError, match="cannot read") as info:

@@ -129,6 +129,6 @@ def test_security_flags_reach_the_config(tmp_path: Path, monkeypatch: pytest.Mon
         kafka = config_from_args(args).kafka
         assert kafka.security_protocol == "SASL_SSL" and kafka.ssl_cafile == ca
         assert kafka.sasl_mechanism == "SCRAM-SHA-512"
-        assert kafka.sasl_password == "flag-file-password"
+        assert kafka.sasl_password.get_secret_value() == "flag-file-password"
         # no password flags: they would show in `ps`
         assert not {"--sasl-password", "--ssl-password"} & set(parser._option_string_actions)

@@ -727,7 +727,7 @@ def test_compose_commands_are_valid_anomstream_invocations(monkeypatch: pytest.M
     # The service keeps state and signs it with the key from .env; no rotation in progress.
     state = configs["anomstream"].state
     assert state.enabled
-    assert state.signing_key == _DOTENV["ANOMSTREAM_STATE__SIGNING_KEY"]
+    assert state.signing_key.get_secret_value() == _DOTENV["ANOMSTREAM_STATE__SIGNING_KEY"]
     assert state.previous_signing_keys == ()
     # The topic the stack creates for the changelog is the one anomstream uses.
     init_script = " ".join(services["kafka-init"]["command"])

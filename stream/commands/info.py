@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from anomstream.detectors.registry import DETECTORS, detector_names
 from anomstream.stream.config import default_config_text
+from anomstream.stream.config_detectors import check_detectors
+from anomstream.stream.config_docs import config_markdown, config_schema_text
 from anomstream.stream.options import add_config_flags, config_from_args
 
 __all__ = ["register"]
@@ -26,11 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print the default config, or validate yours",
         description=(
             "Without --config: print the shipped default configuration (every key, commented). "
-            "With --config FILE: validate FILE plus ANOMSTREAM_* environment overrides and print "
-            "the effective configuration as JSON; exit 2 with the offending key if invalid."
+            "With --config FILE: validate FILE plus ANOMSTREAM_* environment overrides, build "
+            "every detector it names, and print the effective configuration as JSON (secrets "
+            "masked); exit with a config error listing every offending key if invalid."
         ),
     )
     add_config_flags(config)
+    output = config.add_mutually_exclusive_group()
+    output.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of the config file and exit"
+    )
+    output.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the configuration reference (docs/configuration.md) and exit",
+    )
     config.set_defaults(func=_config)
 
 
@@ -43,15 +54,17 @@ def _list_detectors(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(config_schema_text(), end="")
+        return 0
+    if args.markdown:
+        print(config_markdown(), end="")
+        return 0
     if args.config is None:
         print(default_config_text(), end="")
         return 0
-    effective = dataclasses.asdict(config_from_args(args))
-    state = effective["state"]  # secrets are validated, never printed
-    state["signing_key"] = "<set>" if state["signing_key"] else ""
-    state["previous_signing_keys"] = ["<set>"] * len(state["previous_signing_keys"])
-    kafka = effective["kafka"]
-    for key in ("ssl_password", "sasl_password"):
-        kafka[key] = "<set>" if kafka[key] else ""
-    print(json.dumps(effective, indent=2, default=list))
+    config = config_from_args(args)
+    check_detectors(config)
+    # JSON mode masks every SecretStr as "**********" (an unset one stays "").
+    print(json.dumps(config.model_dump(mode="json"), indent=2))
     return 0
