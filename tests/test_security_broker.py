@@ -10,6 +10,7 @@ session on TCP, checked by kafka-python's own `ssl` context.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import time
@@ -231,3 +232,20 @@ def test_every_client_gets_the_sasl_settings(mechanism: str, tmp_path: Path) -> 
     assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == mechanism
     assert options["sasl_plain_username"] == "svc" and options["sasl_plain_password"] == SASL_PASSWORD
     assert SASL_PASSWORD not in repr(kafka)
+
+
+def test_simulate_publishes_over_tls_with_the_operator_flags(tls_kafka: str, tls_files: TlsFiles, unique: str) -> None:
+    # The flags an operator types (the key's password only from the environment: no flag, so
+    # it never shows in `ps`), through the same client settings as the service's.
+    config = service_config(tls_kafka, unique, **tls_files.settings())
+    topic = config.kafka.input_topics[0]
+    done = subprocess.run(
+        [*ANOMSTREAM, "simulate", "--bootstrap-servers", tls_kafka, "--topic", topic, "--count", "40",
+         "--rate", "0", "--clean", "--security-protocol", "SSL", "--ssl-cafile", str(tls_files.ca),
+         "--ssl-certfile", str(tls_files.client_cert), "--ssl-keyfile", str(tls_files.client_key)],
+        env={**os.environ, "ANOMSTREAM_KAFKA__SSL_PASSWORD": CLIENT_KEY_PASSWORD},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert CLIENT_KEY_PASSWORD not in done.stdout + done.stderr
+    assert len(read_topic(tls_kafka, topic, client_options=tls_files.client_options())) == 40
