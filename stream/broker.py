@@ -24,8 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from anomstream.stream.errors import BrokerUnavailable
-# the start-up wait; re-exported here
-from anomstream.stream.kafka_wait import wait_for_kafka, wait_for_listener
+from anomstream.stream.kafka_wait import wait_for_kafka, wait_for_listener  # wait: re-exported
 from anomstream.stream.tls_front import ServerTls, TlsFront, server_context
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]

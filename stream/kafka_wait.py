@@ -12,8 +12,8 @@ Problems waiting cannot fix end the wait at once: a TLS certificate the client d
 
 from __future__ import annotations
 
-import logging
 import itertools
+import logging
 import re
 import socket
 import threading
@@ -38,11 +38,13 @@ RETRY_SECONDS = 0.5
 
 # Reasons that no amount of waiting changes: the wait ends at once with them.
 _FATAL = (
-    (re.compile(r"certificate verify failed: ([^(\n]+)", re.I), "TLS handshake refused: certificate verify failed: {}"),
-    (re.compile(r"hostname mismatch[^(\n]*|doesn't match[^(\n]*", re.I), "TLS handshake refused: {}"),
-    (re.compile(r"(?:SaslAuthenticationFailedError|Authentication failed)[: ]*([^\n]*)", re.I),
+    (re.compile(r"certificate verify failed: ([^(\n]+)", re.IGNORECASE),
+     "TLS handshake refused: certificate verify failed: {}"),
+    (re.compile(r"hostname mismatch[^(\n]*|doesn't match[^(\n]*", re.IGNORECASE),
+     "TLS handshake refused: {}"),
+    (re.compile(r"(?:SaslAuthenticationFailedError|Authentication failed)[: ]*([^\n]*)", re.IGNORECASE),
      "SASL authentication refused: {}"),
-    (re.compile(r"does not support \S+ sasl mechanism[^\n]*", re.I), "SASL refused: broker {}"),
+    (re.compile(r"does not support \S+ sasl mechanism[^\n]*", re.IGNORECASE), "SASL refused: broker {}"),
     # kafka-python 3.0.12 cannot read a SCRAM server-final message that is an error ("e=...",
     # RFC 5802; Tansu sends "e=unknown-user") and fails on the missing "v" with KeyError('v').
     (re.compile(r"(?:failed|lost): 'v'$"),

@@ -143,19 +143,19 @@ def test_kafka_python_errors_are_captured_and_the_cause_given(caplog: pytest.Log
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        ("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
-         "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)",
+        (("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+          "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)"),
          "TLS handshake refused: certificate verify failed: unable to get local issuer certificate"),
-        ("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
-         "certificate verify failed: Hostname mismatch, certificate is not valid for 'kafka-1'. (_ssl.c:1006)",
+        (("Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+          "certificate verify failed: Hostname mismatch, certificate is not valid for 'kafka-1'. (_ssl.c:1006)"),
          "TLS handshake refused: certificate verify failed: Hostname mismatch, certificate is not valid for 'kafka-1'"),
         # What kafka-python logs for Apache Kafka's refusal of a login:
-        ("Connection failed: SaslAuthenticationFailedError: Authentication failed during authentication "
-         "due to invalid credentials with SASL mechanism SCRAM-SHA-512",
-         "SASL authentication refused: Authentication failed during authentication due to invalid "
-         "credentials with SASL mechanism SCRAM-SHA-512"),
-        ("Connection failed: UnsupportedSaslMechanismError: Kafka broker does not support PLAIN sasl "
-         "mechanism. Enabled mechanisms: ['SCRAM-SHA-512']",
+        (("Connection failed: SaslAuthenticationFailedError: Authentication failed during authentication "
+          "due to invalid credentials with SASL mechanism SCRAM-SHA-512"),
+         ("SASL authentication refused: Authentication failed during authentication due to invalid "
+          "credentials with SASL mechanism SCRAM-SHA-512")),
+        (("Connection failed: UnsupportedSaslMechanismError: Kafka broker does not support PLAIN sasl "
+          "mechanism. Enabled mechanisms: ['SCRAM-SHA-512']"),
          "SASL refused: broker does not support PLAIN sasl mechanism. Enabled mechanisms: ['SCRAM-SHA-512']"),
         ("<KafkaConnection node_id=bootstrap-0>: Connection lost: 'v'",
          "SASL authentication refused: the broker rejected the SCRAM credentials"),
