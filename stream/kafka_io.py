@@ -21,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 
 from anomstream.stream.alerts import OutgoingMessage
 from anomstream.stream.assignor import CoPartitionedAssignor
-from anomstream.stream.config import KafkaConfig
+from anomstream.stream.config import KafkaConfig, kafka_client_options
 from anomstream.stream.errors import BrokerUnavailable, DeliveryError, TopicLayoutError
 
 __all__ = [
@@ -40,10 +40,13 @@ log = logging.getLogger(__name__)
 
 
 def common_client_config(config: KafkaConfig) -> dict[str, Any]:
+    """What every client of the service gets: servers, client id and the security settings
+    (TLS, SASL) of `kafka_client_options`; the consumer, producer, admin, changelog reader and
+    the start-up wait all build from this one mapping."""
     return {
-        "bootstrap_servers": config.bootstrap_servers.split(","),
+        "bootstrap_servers": [s.strip() for s in config.bootstrap_servers.split(",") if s.strip()],
         "client_id": config.client_id,
-        "security_protocol": config.security_protocol,
+        **kafka_client_options(config),
     }
 
 

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +54,12 @@ def service_config(bootstrap: str, unique: str, *, changelog: bool = True, **ove
     return config
 
 
-def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+def produce(
+    bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]],
+    client_options: Mapping[str, Any] | None = None,
+) -> int:
+    """`client_options`: extra kafka-python settings, e.g. TLS for a secured broker."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **(client_options or {}))
     count = 0
     for key, value in items:
         producer.send(topic, key=key, value=value)
@@ -65,18 +69,27 @@ def produce(bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, byte
     return count
 
 
-def produce_sim(bootstrap: str, topic: str, sim: Any, count: int) -> int:
+def produce_sim(
+    bootstrap: str, topic: str, sim: Any, count: int, client_options: Mapping[str, Any] | None = None
+) -> int:
     """Produce `count` simulator readings, keyed by machine."""
     import orjson
 
-    return produce(bootstrap, topic, ((r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)))
+    return produce(
+        bootstrap, topic, ((r.machine_id.encode(), orjson.dumps(r.record)) for r in sim.readings(count)),
+        client_options,
+    )
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout: float = 10.0, isolation_level: str = "read_uncommitted"
+    bootstrap: str, topic: str, timeout: float = 10.0, isolation_level: str = "read_uncommitted",
+    client_options: Mapping[str, Any] | None = None,
 ) -> list[Any]:
     """Every record currently in `topic`, in partition then offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level,
+        **(client_options or {}),
+    )
     try:
         deadline = time.monotonic() + timeout
         partitions = None

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from anomstream.stream import signals
 from anomstream.stream.config import KafkaConfig
 from anomstream.stream.errors import BrokerUnavailable, DeliveryError
+from anomstream.stream.kafka_io import common_client_config
 from anomstream.stream.options import add_config_flags, add_kafka_flags, config_from_args
 from anomstream.stream.simulator import DEFAULT_FAULT_RATE, FAULT_KINDS, SENSORS, Simulator
 from anomstream.stream.simulator_kafka import produce_readings
@@ -149,9 +150,7 @@ def run(args: argparse.Namespace) -> int:
 def _connect(kafka: KafkaConfig) -> KafkaProducer:
     try:
         return KafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers.split(","),
-            client_id=f"{kafka.client_id}-simulate",
-            security_protocol=kafka.security_protocol,
+            **{**common_client_config(kafka), "client_id": f"{kafka.client_id}-simulate"},
             acks="all",
             linger_ms=kafka.producer_linger_ms,
             bootstrap_timeout_ms=_BOOTSTRAP_TIMEOUT_MS,
