@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from anomstream.stream import signals
-from anomstream.stream.errors import AnomstreamError
+from anomstream.stream.errors import AnomstreamError, BrokerUnavailable
 
 from anomstream import __version__
 
@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokerUnavailable as exc:  # retry later (sysexits EX_UNAVAILABLE)
+        print(f"anomstream: {exc}", file=sys.stderr)
+        return 69
     except AnomstreamError as exc:
         print(f"anomstream: {exc}", file=sys.stderr)
         return 2
