@@ -52,6 +52,7 @@ class ReadinessMonitor:
         self.interval = interval
         self._clock = clock
         self.disconnected_since: float | None = None  # clock() when the broker was lost
+        self._seen_connected = False  # a client that has not connected yet has lost nothing
         self._lock = threading.Lock()  # refreshed by this thread and by the loop's callbacks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="anomstream-readiness", daemon=True)
@@ -109,6 +110,10 @@ class ReadinessMonitor:
 
     def _track(self, connected: bool) -> None:
         now = self._clock()
+        if not self._seen_connected:
+            self._seen_connected = connected
+            self.metrics.broker_connected.set(1 if connected else 0)
+            return
         if not connected and self.disconnected_since is None:
             self.disconnected_since = now
             self.metrics.broker_connected.set(0)

@@ -77,7 +77,10 @@ class _Rebalance(ConsumerRebalanceListener):
         try:
             callback(partitions)
         except BaseException as exc:
-            log.exception("rebalance callback failed; stopping after this poll")
+            if isinstance(exc, (DeliveryError, KafkaError)):  # the broker went away: no traceback
+                log.error("rebalance callback failed (%s: %s); stopping after this poll", type(exc).__name__, exc)
+            else:
+                log.exception("rebalance callback failed; stopping after this poll")
             self.service.fatal = exc
             raise
 
@@ -109,6 +112,7 @@ class Service:
         self._pending: dict[tuple[str, int], int] = {}  # offsets processed, not yet committed
         self._owned: set[int] = set()  # input partition numbers this instance holds state for
         self._restoring = False
+        self._failed = False  # the run is ending on an error: its last work must not become durable
         self.fatal: BaseException | None = None  # raised in a rebalance callback
         self._next_lag = 0.0
         self.consumer = consumer_factory(_Rebalance(self))
@@ -122,7 +126,6 @@ class Service:
 
     def run(self, stop: threading.Event) -> None:
         kafka = self.config.kafka
-        failed = True
         self.readiness.start()
         try:
             while not stop.is_set():
@@ -137,12 +140,15 @@ class Service:
                     self.checkpoint()
                 self._refresh_status()
             self.checkpoint()  # the last batch's state and offsets, before leaving the group
-            failed = False
         except (DeliveryError, KafkaError) as exc:
+            self._failed = True
             raise self._unavailable(exc) from exc
+        except BaseException:
+            self._failed = True
+            raise
         finally:
             self.readiness.stop()
-            self.close(failed=failed)
+            self.close()
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         """What ends a run that Kafka could not complete: an expected outage, not a bug.
@@ -218,7 +224,9 @@ class Service:
         # callback on its IO thread, where a blocking commit is refused. The next owner restores
         # state that records each machine's last offset and skips the readings it replays, so
         # nothing is lost, learned twice or alerted twice; it only re-reads them.
-        if self.checkpointer is not None:
+        # After a failure (consumer.close() revokes too) the state in memory may include readings
+        # whose alerts were never acknowledged: making it durable would skip them on replay.
+        if self.checkpointer is not None and not self._failed:
             self.checkpoint(commit=False)
         for tp in revoked:
             try:
@@ -255,21 +263,34 @@ class Service:
             for tp, lag in partition_lag(self.consumer).items():
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
-    def close(self, *, failed: bool = False) -> None:
+    def close(self) -> None:
         """Leave the group and close the clients; after a failure without waiting long on a
         broker that is probably away."""
         self.health.set_ready(False, "stopping")
         self.metrics.ready.set(0)
-        wait = FAILED_CLOSE_SECONDS if failed else 10.0
+        wait = FAILED_CLOSE_SECONDS if self._failed else 10.0
         try:
             if self._in_transaction:  # only after a failure: a clean stop has committed
                 self.producer.abort_transaction()
             self.producer.flush(timeout=wait)
         except KafkaError as exc:  # an abort or flush the absent broker cannot answer
-            log.warning("closing the producer: %s: %s", type(exc).__name__, exc)
+            log.warning("output not acknowledged at close (it is produced again on replay): %s", exc)
         finally:
             # autocommit=False: offsets were committed at checkpoints, after acknowledgement.
             try:
                 self.consumer.close(autocommit=False, timeout_ms=int(wait * 1000))
             finally:
-                self.producer.close(timeout=wait)
+                _close_producer(self.producer, wait)
+
+
+def _close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """`producer.close`, which in kafka-python 3.0 flushes first and raises KafkaTimeoutError
+    when the broker is away, before force-closing; its `__del__` then retries and prints a
+    traceback at exit. Finish the close it started instead."""
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+        producer._closed = True  # type: ignore[attr-defined]  # so __del__ does not flush again

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -22,7 +23,7 @@ from process_helpers import ServiceProcess
 from anomstream.stream.broker import EmbeddedBroker, _die_with_parent, free_port
 from anomstream.stream.config import Config
 
-__all__ = ["Exit", "PersistentBroker", "S3Server", "Supervisor"]
+__all__ = ["Exit", "Outage", "PersistentBroker", "S3Server", "Sample", "Supervisor", "Watcher"]
 
 # moto accepts any credentials; Tansu (the Rust object_store crate) insists on having some.
 _CREDENTIALS = {
@@ -106,18 +107,18 @@ class PersistentBroker:
     def stop(self) -> None:
         self.broker.stop()
 
-    def outage(self, seconds: float) -> float:
-        """Stop the broker, keep it down `seconds`, start it on the same port; return how long
-        it was unreachable in all (down time plus Tansu's start-up).
+    def outage(self, seconds: float) -> Outage:
+        """Stop the broker, keep it down `seconds`, start it again on the same port.
 
         Call it from the thread that started the broker, which must outlive it: Tansu gets
         PR_SET_PDEATHSIG, which the kernel fires when the *thread* that forked it ends.
         """
-        began = time.monotonic()
         self.broker.stop()
+        stopped = time.monotonic()
         time.sleep(seconds)
+        restarted = time.monotonic()
         self.broker.start()
-        return time.monotonic() - began
+        return Outage(seconds, stopped, restarted, time.monotonic())
 
     def __enter__(self) -> PersistentBroker:
         return self.start()
@@ -126,6 +127,20 @@ class PersistentBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One broker outage, in time.monotonic() seconds."""
+
+    planned: float  # seconds the broker was kept down
+    stopped: float  # the broker process had exited
+    restarted: float  # its replacement was started...
+    answering: float  # ...and answered a metadata request
+
+    @property
+    def unreachable(self) -> float:
+        return self.answering - self.stopped
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,7 @@ class Supervisor:
         self.extra_env = extra_env
         self.exits: list[Exit] = []
         self.current: ServiceProcess | None = None
+        self._current_started = 0.0
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # start/stop of `current` against the loop
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
@@ -167,7 +183,7 @@ class Supervisor:
                     return
                 service = ServiceProcess(self.config, **self.extra_env).start()
                 self.current = service
-            started = time.monotonic()
+                started = self._current_started = time.monotonic()
             assert service.process is not None
             code = service.process.wait()
             if self._stopping.is_set():
@@ -183,10 +199,9 @@ class Supervisor:
             service = self.current
         if service is None or service.process is None:
             return None
-        started = time.monotonic()
         code = service.stop(timeout)
         self._thread.join(10)
-        last = Exit(code, started, time.monotonic(), service.output())
+        last = Exit(code, self._current_started, time.monotonic(), service.output())
         service.log.close()
         return last
 
@@ -195,3 +210,79 @@ class Supervisor:
         self._stopping.set()
         if self.current is not None:
             self.current.kill()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the supervised process showed at `at` (time.monotonic())."""
+
+    at: float
+    pid: int
+    readyz: int | None  # HTTP status; None: not listening (exited, or starting)
+    ready: float | None  # anomstream_ready
+    connected: float | None  # anomstream_broker_connected
+    consumed: float | None  # anomstream_readings_consumed_total of the input topic
+
+
+@dataclass
+class Watcher:
+    """Polls the supervised process's /readyz and /metrics every `interval` s in a thread."""
+
+    supervisor: Supervisor
+    interval: float = 0.5
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
+
+    def start(self) -> Watcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        topic = self.supervisor.config.kafka.input_topics[0]
+        consumed = f'anomstream_readings_consumed_total{{topic="{topic}"}}'
+        while not self._done.wait(self.interval):
+            service = self.supervisor.current
+            if service is None or service.process is None:
+                continue
+            text = service.metrics()
+            self.samples.append(Sample(
+                time.monotonic(), service.process.pid, _status(service.port, "/readyz"),
+                _value(text, "anomstream_ready"), _value(text, "anomstream_broker_connected"),
+                _value(text, consumed),
+            ))
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        return [s for s in self.samples if start <= s.at <= end]
+
+    def last_consumed(self) -> dict[int, float]:
+        """The last readings-consumed count seen of each process."""
+        last: dict[int, float] = {}
+        for sample in self.samples:
+            if sample.consumed is not None:
+                last[sample.pid] = sample.consumed
+        return last
+
+
+def _status(port: int, path: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def _value(metrics_text: str, name: str) -> float | None:
+    prefix = name + " "
+    for line in metrics_text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return None
