@@ -58,6 +58,10 @@ class ReadinessMonitor:
         self._thread = threading.Thread(target=self._loop, name="anomstream-readiness", daemon=True)
 
     @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def connected(self) -> bool:
         return self.disconnected_since is None
 

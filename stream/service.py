@@ -139,7 +139,19 @@ class Service:
                 elif self._pending and (self.checkpointer is None or self.checkpointer.due()):
                     self.checkpoint()
                 self._refresh_status()
+            if not self.readiness.connected:
+                # Stopping while the broker is away: the final checkpoint would only wait out
+                # its timeout. Leave now; the uncommitted tail is processed again after a start.
+                raise BrokerUnavailable(
+                    f"stop requested while the broker has been unreachable for "
+                    f"{self.readiness.outage_seconds():.0f} s; offsets after the last commit "
+                    f"were not committed and are processed again after a restart"
+                )
             self.checkpoint()  # the last batch's state and offsets, before leaving the group
+        except BrokerUnavailable as exc:
+            self._failed = True
+            log.error("%s", exc)
+            raise
         except (DeliveryError, KafkaError) as exc:
             self._failed = True
             raise self._unavailable(exc) from exc
@@ -250,13 +262,16 @@ class Service:
             finally:
                 self._restoring = False
                 self.metrics.restoring.set(0)
+                if self.readiness.running:
+                    self.readiness.refresh()
 
     # ------------------------------------------------------------------ status
 
     def _refresh_status(self) -> None:
-        """Partition and lag gauges; readiness is `self.readiness`'s (it sees the broker even
-        while this loop waits)."""
+        """Readiness, partition and lag gauges. `self.readiness` also refreshes on its own, so
+        readiness follows the broker while this loop waits in a blocking call."""
         now = time.monotonic()
+        self.readiness.refresh()  # at once, rather than at the monitor's next look
         self.metrics.partitions_assigned.set(len(self.consumer.assignment()))
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL
