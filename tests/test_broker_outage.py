@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from fakes import validate_alert
 from kafka_helpers import produce_sim, read_topic, service_config, wait_until
 from outage_helpers import Exit, Outage, PersistentBroker, S3Server, Supervisor, Watcher
-from process_helpers import committed
+from process_helpers import ServiceProcess, committed
 
 from anomstream.stream.config import Config
 from anomstream.stream.metrics import Metrics
@@ -218,3 +218,33 @@ def _ts(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text).timestamp()
+
+
+# A stop that waits out the 30 s delivery timeout, or longer, is a hang to an operator.
+STOP_BOUND_SECONDS = 25.0
+
+
+def test_sigterm_while_the_broker_is_away_exits_69_promptly(
+    persistent_broker: PersistentBroker, unique: str
+) -> None:
+    bootstrap = persistent_broker.bootstrap_servers
+    config = service_config(bootstrap, unique)
+    sent = produce_sim(bootstrap, config.kafka.input_topics[0], Simulator(machines=2, seed=1, fault_rate=0), 400)
+    with ServiceProcess(config) as service:
+        wait_until(lambda: committed(bootstrap, config.kafka.group_id) >= sent, 90, what="committed")
+        persistent_broker.stop()
+        try:
+            wait_until(lambda: service.sample("anomstream_broker_connected", 1) == 0 and service.alive,
+                       30, what="the service noticing the outage")
+            started = time.monotonic()
+            code = service.stop(timeout=60)
+            took = time.monotonic() - started
+        finally:
+            persistent_broker.start()
+        output = service.output()
+    assert code == EX_UNAVAILABLE, output
+    assert took < STOP_BOUND_SECONDS, output
+    assert "stop requested while the broker has been unreachable" in output
+    assert not _anomstream_traceback(output), output
+    assert committed(bootstrap, config.kafka.group_id) == sent
+    print(f"\nSIGTERM during an outage: exit {code} after {took:.1f} s")
