@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def consumer_connected(consumer: Any) -> bool:
     """True while the consumer holds at least one open broker connection (kafka-python's
-    public `connection-count` client metric)."""
-    count = consumer.metrics().get("consumer-metrics", {}).get("connection-count", 0.0)
-    return bool(count and count > 0)
+    public `connection-count` client metric). Without client metrics there is no telling:
+    assume connected, so readiness falls back to holding partitions."""
+    count = (consumer.metrics() or {}).get("consumer-metrics", {}).get("connection-count")
+    return count is None or count > 0
 
 
 class ReadinessMonitor:
