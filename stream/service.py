@@ -78,7 +78,8 @@ class _Rebalance(ConsumerRebalanceListener):
             callback(partitions)
         except BaseException as exc:
             if isinstance(exc, (DeliveryError, KafkaError)):  # the broker went away: no traceback
-                log.error("rebalance callback failed (%s: %s); stopping after this poll", type(exc).__name__, exc)
+                log.error("rebalance callback failed (%s: %s); stopping after this poll",
+                          type(exc).__name__, exc)
             else:
                 log.exception("rebalance callback failed; stopping after this poll")
             self.service.fatal = exc
@@ -173,7 +174,8 @@ class Service:
         where = f"broker unreachable for {away:.0f} s" if away else "broker did not acknowledge"
         message = (
             f"Kafka did not complete the work ({where}): {type(exc).__name__}: {exc}; "
-            f"offsets after the last commit were not committed and are processed again after a restart"
+            "offsets after the last commit were not committed and are processed again after a "
+            "restart"
         )
         log.error("%s", message)
         return BrokerUnavailable(message)
@@ -289,7 +291,7 @@ class Service:
                 self.producer.abort_transaction()
             self.producer.flush(timeout=wait)
         except KafkaError as exc:  # an abort or flush the absent broker cannot answer
-            log.warning("output not acknowledged at close (it is produced again on replay): %s", exc)
+            log.warning("output not acknowledged at close (produced again on replay): %s", exc)
         finally:
             # autocommit=False: offsets were committed at checkpoints, after acknowledgement.
             try:

@@ -83,7 +83,10 @@ class S3Server:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -93,7 +96,8 @@ class PersistentBroker:
 
     def __init__(self, s3: S3Server) -> None:
         self.broker = EmbeddedBroker(
-            port=free_port(), storage_engine=f"s3://{s3.bucket}/", env=s3.env(), startup_timeout=60.0
+            port=free_port(), storage_engine=f"s3://{s3.bucket}/", env=s3.env(),
+            startup_timeout=60.0,
         )
 
     @property
@@ -124,7 +128,10 @@ class PersistentBroker:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

@@ -69,7 +69,9 @@ def test_broker_outages_lose_nothing_and_replay_alerts_with_their_ids(
     topic, group = config.kafka.input_topics[0], config.kafka.group_id
     sim = Simulator(machines=MACHINES, seed=11, faults=FAULTS)
     chunk = MACHINES * PER_MACHINE
-    supervisor = Supervisor(config, ANOMSTREAM_STATE__CHECKPOINT_INTERVAL_SECONDS=CHECKPOINT_SECONDS)
+    supervisor = Supervisor(
+        config, ANOMSTREAM_STATE__CHECKPOINT_INTERVAL_SECONDS=CHECKPOINT_SECONDS
+    )
     watcher = Watcher(supervisor)
     outages: list[Outage] = []
     started = time.monotonic()
@@ -82,9 +84,9 @@ def test_broker_outages_lose_nothing_and_replay_alerts_with_their_ids(
             before = _consumed(watcher)
             sent += produce_sim(bootstrap, topic, sim, chunk)
             # Mid-stream: the service is working through the chunk when the broker goes.
-            wait_until(lambda: _consumed(watcher) >= before + into, 90, what="the chunk being consumed")
+            wait_until(lambda: _consumed(watcher) >= before + into, 90, what="chunk consumed")
             outages.append(persistent_broker.outage(seconds))
-            wait_until(lambda: committed(bootstrap, group) >= sent, 180, what="caught up after the outage")
+            wait_until(lambda: committed(bootstrap, group) >= sent, 180, what="caught up")
         sent += produce_sim(bootstrap, topic, sim, chunk)
         wait_until(lambda: committed(bootstrap, group) >= sent, 120, what="last chunk committed")
         time.sleep(1.0)  # one more look at the metrics of the caught-up process
@@ -187,7 +189,8 @@ def _undisturbed_alerts(config: Config, records: list[Any]) -> set[tuple[str, st
     """(alert_id, status) of every alert the pipeline makes from `records` in one pass."""
     pipeline = Pipeline(config, metrics=Metrics(CollectorRegistry()))
     out = pipeline.process(records)
-    return {(alert["alert_id"], alert["status"]) for alert in (orjson.loads(m.value) for m in out.alerts)}
+    alerts = (orjson.loads(message.value) for message in out.alerts)
+    return {(alert["alert_id"], alert["status"]) for alert in alerts}
 
 
 def _consumed(watcher: Watcher) -> float:
@@ -201,7 +204,8 @@ def _behaviour(outage: Outage, until: float, exits: list[Exit]) -> str:
     if not ended:
         return "rode through"
     return ", ".join(
-        f"exited {e.code} after {e.ended - outage.stopped:.0f} s of outage, restarted" for e in ended
+        f"exited {e.code} after {e.ended - outage.stopped:.0f} s of outage, restarted"
+        for e in ended
     )
 
 
@@ -229,13 +233,17 @@ def test_sigterm_while_the_broker_is_away_exits_69_promptly(
 ) -> None:
     bootstrap = persistent_broker.bootstrap_servers
     config = service_config(bootstrap, unique)
-    sent = produce_sim(bootstrap, config.kafka.input_topics[0], Simulator(machines=2, seed=1, fault_rate=0), 400)
+    sim = Simulator(machines=2, seed=1, fault_rate=0)
+    sent = produce_sim(bootstrap, config.kafka.input_topics[0], sim, 400)
     with ServiceProcess(config) as service:
-        wait_until(lambda: committed(bootstrap, config.kafka.group_id) >= sent, 90, what="committed")
+        group = config.kafka.group_id
+        wait_until(lambda: committed(bootstrap, group) >= sent, 90, what="committed")
         persistent_broker.stop()
         try:
-            wait_until(lambda: service.sample("anomstream_broker_connected", 1) == 0 and service.alive,
-                       30, what="the service noticing the outage")
+            wait_until(
+                lambda: service.sample("anomstream_broker_connected", 1) == 0 and service.alive,
+                30, what="the service noticing the outage",
+            )
             started = time.monotonic()
             code = service.stop(timeout=60)
             took = time.monotonic() - started
