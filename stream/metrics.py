@@ -190,6 +190,15 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(p + "ready", "1 when /readyz would answer 200", registry=r)
+        # Broker connectivity (broker-outage handling, see `anomstream.stream.readiness`).
+        self.broker_connected = Gauge(
+            p + "broker_connected",
+            "1 while the consumer holds an open connection to the Kafka cluster",
+            registry=r,
+        )
+        self.broker_disconnects = Counter(
+            p + "broker_disconnects", "Times the Kafka cluster became unreachable", registry=r
+        )
         self.last_commit_timestamp = Gauge(
             p + "last_commit_timestamp_seconds", "Unix time of the last offset commit", registry=r
         )

@@ -13,6 +13,14 @@ consumed offsets go into one Kafka transaction per checkpoint; a crash aborts it
 read_committed consumer of the alert topic never sees an alert twice.
 
 A stop request (SIGTERM/SIGINT) is honoured between batches: finish, checkpoint, commit, leave.
+
+Broker outages (README "Broker outages"): while the broker is away, kafka-python keeps
+reconnecting and `poll` returns nothing, so an idle loop rides through; `/readyz` turns 503 and
+`anomstream_broker_connected` 0 within a second (`ReadinessMonitor`, its own thread: the loop may
+be blocked in a wait). A publish, checkpoint or commit that the broker cannot acknowledge within
+its timeout (30 s) ends the run with `BrokerUnavailable` (exit code 69), one log line, nothing
+committed; the supervisor restarts the process, whose start-up waits for the broker, and the
+uncommitted tail is processed again from the restored state (same alerts, same ids).
 """
 
 from __future__ import annotations
@@ -25,19 +33,25 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 
 from anomstream.stream.checkpoint import Checkpointer
 from anomstream.stream.config import Config
+from anomstream.stream.errors import BrokerUnavailable, DeliveryError
 from anomstream.stream.http import Health
 from anomstream.stream.kafka_io import as_commit_offsets, commit_offsets, partition_lag, publish
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import BatchOutput, Pipeline
+from anomstream.stream.readiness import ReadinessMonitor, consumer_connected
 
 __all__ = ["Service"]
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL = 2.0  # seconds between consumer-lag refreshes (each asks the client per partition)
+# Closing after a failure: the broker is likely away, so do not wait long for it (nothing
+# unacknowledged is committed anyway; what the producer still holds is produced again on replay).
+FAILED_CLOSE_SECONDS = 2.0
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -63,7 +77,11 @@ class _Rebalance(ConsumerRebalanceListener):
         try:
             callback(partitions)
         except BaseException as exc:
-            log.exception("rebalance callback failed; stopping after this poll")
+            if isinstance(exc, (DeliveryError, KafkaError)):  # the broker went away: no traceback
+                log.error("rebalance callback failed (%s: %s); stopping after this poll",
+                          type(exc).__name__, exc)
+            else:
+                log.exception("rebalance callback failed; stopping after this poll")
             self.service.fatal = exc
             raise
 
@@ -95,15 +113,21 @@ class Service:
         self._pending: dict[tuple[str, int], int] = {}  # offsets processed, not yet committed
         self._owned: set[int] = set()  # input partition numbers this instance holds state for
         self._restoring = False
+        self._failed = False  # the run is ending on an error: its last work must not become durable
         self.fatal: BaseException | None = None  # raised in a rebalance callback
-        self._last_contact = 0.0
         self._next_lag = 0.0
         self.consumer = consumer_factory(_Rebalance(self))
+        self.readiness = ReadinessMonitor(
+            health=health, metrics=metrics,
+            connected=lambda: consumer_connected(self.consumer),
+            state=lambda: (len(self.consumer.assignment()), self._restoring),
+        )
 
     # ------------------------------------------------------------------ the loop
 
     def run(self, stop: threading.Event) -> None:
         kafka = self.config.kafka
+        self.readiness.start()
         try:
             while not stop.is_set():
                 self.health.beat()
@@ -116,9 +140,45 @@ class Service:
                 elif self._pending and (self.checkpointer is None or self.checkpointer.due()):
                     self.checkpoint()
                 self._refresh_status()
+            if not self.readiness.connected:
+                # Stopping while the broker is away: the final checkpoint would only wait out
+                # its timeout. Leave now; the uncommitted tail is processed again after a start.
+                raise BrokerUnavailable(
+                    f"stop requested while the broker has been unreachable for "
+                    f"{self.readiness.outage_seconds():.0f} s; offsets after the last commit "
+                    f"were not committed and are processed again after a restart"
+                )
             self.checkpoint()  # the last batch's state and offsets, before leaving the group
+        except BrokerUnavailable as exc:
+            self._failed = True
+            log.error("%s", exc)
+            raise
+        except (DeliveryError, KafkaError) as exc:
+            self._failed = True
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            self._failed = True
+            raise
         finally:
+            self.readiness.stop()
             self.close()
+
+    def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        """What ends a run that Kafka could not complete: an expected outage, not a bug.
+
+        Any kafka-python error escaping the loop (commit timeout, lost group membership) and any
+        unacknowledged output end the run the same way: nothing after the last commit was
+        committed, so a restarted process replays it; no traceback, one line for the log.
+        """
+        away = self.readiness.outage_seconds()
+        where = f"broker unreachable for {away:.0f} s" if away else "broker did not acknowledge"
+        message = (
+            f"Kafka did not complete the work ({where}): {type(exc).__name__}: {exc}; "
+            "offsets after the last commit were not committed and are processed again after a "
+            "restart"
+        )
+        log.error("%s", message)
+        return BrokerUnavailable(message)
 
     def process(self, records: list[Any]) -> BatchOutput:
         out = self.pipeline.process(records)
@@ -162,7 +222,6 @@ class Service:
             commit_offsets(self.consumer, self._pending)
         if self._pending:
             self._pending.clear()
-            self._last_contact = time.monotonic()
             self.metrics.commits.inc()
             self.metrics.last_commit_timestamp.set(time.time())
 
@@ -179,7 +238,9 @@ class Service:
         # callback on its IO thread, where a blocking commit is refused. The next owner restores
         # state that records each machine's last offset and skips the readings it replays, so
         # nothing is lost, learned twice or alerted twice; it only re-reads them.
-        if self.checkpointer is not None:
+        # After a failure (consumer.close() revokes too) the state in memory may include readings
+        # whose alerts were never acknowledged: making it durable would skip them on replay.
+        if self.checkpointer is not None and not self._failed:
             self.checkpoint(commit=False)
         for tp in revoked:
             try:
@@ -188,7 +249,6 @@ class Service:
                 pass
 
     def on_assigned(self, assigned: Any) -> None:
-        self._last_contact = time.monotonic()
         now_owned = {tp.partition for tp in assigned}
         lost, gained = self._owned - now_owned, now_owned - self._owned
         self._owned = now_owned
@@ -204,38 +264,50 @@ class Service:
             finally:
                 self._restoring = False
                 self.metrics.restoring.set(0)
+                if self.readiness.running:
+                    self.readiness.refresh()
 
     # ------------------------------------------------------------------ status
 
     def _refresh_status(self) -> None:
+        """Readiness, partition and lag gauges. `self.readiness` also refreshes on its own, so
+        readiness follows the broker while this loop waits in a blocking call."""
         now = time.monotonic()
-        assignment = self.consumer.assignment()
-        self.metrics.partitions_assigned.set(len(assignment))
-        reachable = self._broker_reachable(now)
-        ready = bool(assignment) and reachable and not self._restoring
-        reason = "" if ready else ("broker unreachable" if not reachable else "no partitions assigned")
-        self.health.set_ready(ready, reason, partitions=len(assignment))
-        self.metrics.ready.set(1 if ready else 0)
+        self.readiness.refresh()  # at once, rather than at the monitor's next look
+        self.metrics.partitions_assigned.set(len(self.consumer.assignment()))
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL
             for tp, lag in partition_lag(self.consumer).items():
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
-    def _broker_reachable(self, now: float) -> bool:
-        """Heard from the group coordinator within a session timeout."""
-        window = self.config.kafka.session_timeout_ms / 1000.0
-        coordinator = self.consumer.metrics().get("consumer-coordinator-metrics", {})
-        heartbeat_ago = coordinator.get("last-heartbeat-seconds-ago", float("inf"))
-        return min(heartbeat_ago, now - self._last_contact) <= window
-
     def close(self) -> None:
+        """Leave the group and close the clients; after a failure without waiting long on a
+        broker that is probably away."""
         self.health.set_ready(False, "stopping")
         self.metrics.ready.set(0)
+        wait = FAILED_CLOSE_SECONDS if self._failed else 10.0
         try:
             if self._in_transaction:  # only after a failure: a clean stop has committed
                 self.producer.abort_transaction()
-            self.producer.flush(timeout=10)
+            self.producer.flush(timeout=wait)
+        except KafkaError as exc:  # an abort or flush the absent broker cannot answer
+            log.warning("output not acknowledged at close (produced again on replay): %s", exc)
         finally:
             # autocommit=False: offsets were committed at checkpoints, after acknowledgement.
-            self.consumer.close(autocommit=False)
-            self.producer.close(timeout=10)
+            try:
+                self.consumer.close(autocommit=False, timeout_ms=int(wait * 1000))
+            finally:
+                _close_producer(self.producer, wait)
+
+
+def _close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """`producer.close`, which in kafka-python 3.0 flushes first and raises KafkaTimeoutError
+    when the broker is away, before force-closing; its `__del__` then retries and prints a
+    traceback at exit. Finish the close it started instead."""
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+        producer._closed = True  # type: ignore[attr-defined]  # so __del__ does not flush again
