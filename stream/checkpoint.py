@@ -29,7 +29,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from anomstream.detectors.entities import ModelStore
 from anomstream.stream.alerts import OutgoingMessage
 from anomstream.stream.config import Config, KafkaConfig
-from anomstream.stream.errors import TopicLayoutError
+from anomstream.stream.errors import BrokerUnavailable, TopicLayoutError
 from anomstream.stream.kafka_io import ensure_topics, partition_counts, publish
 from anomstream.stream.metrics import Metrics
 
@@ -40,6 +40,25 @@ log = logging.getLogger(__name__)
 # kafka-python refuses a record over max_request_size (1 MiB by default) and Apache Kafka over
 # message.max.bytes (1 MB + 12): stay under both, with room for key and record overhead.
 MAX_STATE_BYTES = 1_000_000
+# A restore that reads nothing for this long has lost its broker.
+RESTORE_STALL_SECONDS = 30.0
+
+
+def _reached(reader: KafkaConsumer, tp: TopicPartition, end: int) -> bool:
+    position = reader.position(tp, timeout_ms=5000)  # None when the broker did not answer
+    return position is not None and position >= end
+
+
+def _machine_key(key: bytes | None) -> str | None:
+    """A changelog key as a machine id; None for one anomstream never writes (anyone who can
+    write to the topic can write anything: such a record is skipped, its state never loaded)."""
+    if not key:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("changelog record with a non-UTF-8 key skipped")
+        return None
 
 
 class Checkpointer:
@@ -131,17 +150,27 @@ class Checkpointer:
             latest: dict[str, tuple[int, bytes]] = {}
             count = 0
             # Read to the end offset AND until a poll comes back empty: some brokers (Tansu 0.6)
-            # report the end offset as the last batch's base offset + 1, i.e. too early.
+            # report the end offset as the last batch's base offset + 1, i.e. too early. A broker
+            # lost mid-restore must not hang the assignment (and the service) for ever.
+            stalled_since = time.monotonic()
             while True:
                 polled = reader.poll(timeout_ms=200)
                 for tp, batch in polled.items():
                     for record in batch:
-                        if record.key is None or record.value is None:
+                        machine = _machine_key(record.key)
+                        if machine is None or record.value is None:
                             continue
-                        latest[record.key.decode("utf-8")] = (tp.partition, record.value)
+                        latest[machine] = (tp.partition, record.value)
                         count += 1
-                if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
+                if polled:
+                    stalled_since = time.monotonic()
+                elif all(_reached(reader, tp, end[tp]) for tp in tps):
                     break
+                elif time.monotonic() - stalled_since > RESTORE_STALL_SECONDS:
+                    raise BrokerUnavailable(
+                        f"restoring changelog {self.topic!r} partitions {wanted} made no progress "
+                        f"for {RESTORE_STALL_SECONDS:.0f} s"
+                    )
         finally:
             reader.close()
         for machine, (partition, data) in latest.items():

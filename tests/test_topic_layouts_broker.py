@@ -16,7 +16,7 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka_helpers import RunningService, running_service, service_config, wait_until
+from kafka_helpers import RunningService, produce, running_service, service_config, wait_until
 from process_helpers import ServiceProcess, committed
 from prometheus_client import CollectorRegistry
 
@@ -158,6 +158,26 @@ def test_an_input_partition_beyond_the_changelog_stops_the_restore_with_the_fix(
         expected = r"has 2 partitions but input partition 3 was assigned.*--partitions 4"
         with pytest.raises(TopicLayoutError, match=expected):
             checkpointer.restore([1, 3])
+    finally:
+        producer.close()
+
+
+def test_a_foreign_changelog_record_with_a_non_utf8_key_is_skipped_on_restore(
+    kafka_broker: str, unique: str
+) -> None:
+    """Anyone who can write to the changelog can write anything: such a record must not stop
+    every restore (and so every assignment) of its partition."""
+    config = service_config(kafka_broker, unique)
+    topic = config.state.changelog_topic
+    produce(kafka_broker, topic, [(b"\xff\xfe", b"junk"), (None, b"keyless"), (b"ok", None)])
+    metrics = Metrics(CollectorRegistry())
+    producer = make_producer(config.kafka)
+    try:
+        checkpointer = Checkpointer(
+            config, store=Pipeline(config, metrics=metrics).models, producer=producer,
+            metrics=metrics, reader_factory=changelog_reader(config),
+        )
+        assert checkpointer.restore([0, 1]) == 0
     finally:
         producer.close()
 
