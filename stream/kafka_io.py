@@ -26,6 +26,7 @@ from anomstream.stream.errors import BrokerUnavailable, DeliveryError, TopicLayo
 
 __all__ = [
     "as_commit_offsets",
+    "close_producer",
     "commit_offsets",
     "common_client_config",
     "ensure_topics",
@@ -206,3 +207,16 @@ def partition_lag(consumer: KafkaConsumer) -> dict[TopicPartition, int]:
         if position is not None:
             lag[tp] = max(0, high - position)
     return lag
+
+
+def close_producer(producer: KafkaProducer, timeout: float) -> None:
+    """`producer.close`, which in kafka-python 3.0 flushes first and raises KafkaTimeoutError
+    when the broker is away, before force-closing; its `__del__` then retries and prints a
+    traceback at exit. Finish the close it started instead."""
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+        producer._closed = True  # type: ignore[attr-defined]  # so __del__ does not flush again

@@ -39,7 +39,13 @@ from anomstream.stream.checkpoint import Checkpointer
 from anomstream.stream.config import Config
 from anomstream.stream.errors import BrokerUnavailable, DeliveryError
 from anomstream.stream.http import Health
-from anomstream.stream.kafka_io import as_commit_offsets, commit_offsets, partition_lag, publish
+from anomstream.stream.kafka_io import (
+    as_commit_offsets,
+    close_producer,
+    commit_offsets,
+    partition_lag,
+    publish,
+)
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import BatchOutput, Pipeline
 from anomstream.stream.readiness import ReadinessMonitor, consumer_connected
@@ -297,17 +303,5 @@ class Service:
             try:
                 self.consumer.close(autocommit=False, timeout_ms=int(wait * 1000))
             finally:
-                _close_producer(self.producer, wait)
+                close_producer(self.producer, wait)
 
-
-def _close_producer(producer: KafkaProducer, timeout: float) -> None:
-    """`producer.close`, which in kafka-python 3.0 flushes first and raises KafkaTimeoutError
-    when the broker is away, before force-closing; its `__del__` then retries and prints a
-    traceback at exit. Finish the close it started instead."""
-    try:
-        producer.close(timeout=timeout)
-    except KafkaError:
-        sender = getattr(producer, "_sender", None)
-        if sender is not None and sender.is_alive():
-            sender.force_close()
-        producer._closed = True  # type: ignore[attr-defined]  # so __del__ does not flush again
