@@ -7,15 +7,11 @@ Live checks against a running anomstream are in test_ops_live.py.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tarfile
-import tomllib
 import urllib.request
 from pathlib import Path
 from typing import Any
