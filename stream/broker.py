@@ -27,7 +27,7 @@ from anomstream.stream.errors import BrokerUnavailable
 from anomstream.stream.kafka_wait import wait_for_kafka, wait_for_listener  # wait: re-exported
 from anomstream.stream.tls_front import ServerTls, TlsFront, server_context
 
-__all__ = ["EmbeddedBroker", "free_port", "wait_for_kafka"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "free_port", "stop_process", "wait_for_kafka"]
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     os.setsid()
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; a no-op for None or an ended process."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=grace)
 
 
 class EmbeddedBroker:
@@ -107,7 +119,7 @@ class EmbeddedBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only setsid + prctl, async-signal-safe
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only setsid + prctl, async-signal-safe
             )
         atexit.register(self.stop)
         try:
@@ -131,13 +143,7 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
         front, self._front = self._front, None
         if front is not None:
             front.stop()

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from process_helpers import ServiceProcess
 
-from anomstream.stream.broker import EmbeddedBroker, _die_with_parent, free_port
+from anomstream.stream.broker import EmbeddedBroker, die_with_parent, free_port, stop_process
 from anomstream.stream.config import Config
 
 __all__ = ["Exit", "Outage", "PersistentBroker", "S3Server", "Sample", "Supervisor", "Watcher"]
@@ -54,7 +54,7 @@ class S3Server:
         self._process = subprocess.Popen(
             [str(script), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no orphan if the test run is killed
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - no orphan if the test run is killed
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -71,13 +71,7 @@ class S3Server:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     def __enter__(self) -> S3Server:
         return self.start()
