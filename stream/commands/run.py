@@ -7,6 +7,7 @@ import logging
 
 from anomstream.stream import signals
 from anomstream.stream.app import serve
+from anomstream.stream.log_throttle import KafkaLogThrottle
 from anomstream.stream.options import add_config_flags, add_kafka_flags, config_from_args
 
 __all__ = ["register", "run", "setup_logging"]
@@ -15,6 +16,10 @@ __all__ = ["register", "run", "setup_logging"]
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if level != "DEBUG":  # debugging the client wants every line
+        throttle = KafkaLogThrottle()
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(throttle)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
