@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import NewTopic
-from kafka_helpers import RunningService, produce, running_service, service_config, wait_until
-from process_helpers import ServiceProcess, committed
-from prometheus_client import CollectorRegistry
-
 from anomstream.stream.app import new_registry, serve
 from anomstream.stream.checkpoint import Checkpointer, changelog_reader
 from anomstream.stream.config import Config
@@ -28,6 +24,11 @@ from anomstream.stream.kafka_io import ensure_topics, make_producer, partition_c
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import Pipeline
 from anomstream.stream.simulator import Simulator
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka_helpers import RunningService, produce, running_service, service_config, wait_until
+from process_helpers import ServiceProcess, committed
+from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.broker
 
@@ -143,23 +144,28 @@ def test_without_create_topics_a_missing_changelog_stops_with_the_create_command
     assert partition_counts(config.kafka, [config.state.changelog_topic]) == {}
 
 
+@contextmanager
+def _checkpointer(config: Config) -> Iterator[Checkpointer]:
+    """A service's checkpointer on the real changelog, without the service around it."""
+    metrics = Metrics(CollectorRegistry())
+    producer = make_producer(config.kafka)
+    try:
+        yield Checkpointer(
+            config, store=Pipeline(config, metrics=metrics).models, producer=producer,
+            metrics=metrics, reader_factory=changelog_reader(config),
+        )
+    finally:
+        producer.close()
+
+
 def test_an_input_partition_beyond_the_changelog_stops_the_restore_with_the_fix(
     kafka_broker: str, unique: str
 ) -> None:
     # Partitions added to an input while running: its new partition 3 has no changelog partition.
     config = service_config(kafka_broker, unique)  # input and changelog of 2 partitions
-    metrics = Metrics(CollectorRegistry())
-    producer = make_producer(config.kafka)
-    try:
-        checkpointer = Checkpointer(
-            config, store=Pipeline(config, metrics=metrics).models, producer=producer,
-            metrics=metrics, reader_factory=changelog_reader(config),
-        )
-        expected = r"has 2 partitions but input partition 3 was assigned.*--partitions 4"
-        with pytest.raises(TopicLayoutError, match=expected):
-            checkpointer.restore([1, 3])
-    finally:
-        producer.close()
+    expected = r"has 2 partitions but input partition 3 was assigned.*--partitions 4"
+    with _checkpointer(config) as checkpointer, pytest.raises(TopicLayoutError, match=expected):
+        checkpointer.restore([1, 3])
 
 
 def test_a_foreign_changelog_record_with_a_non_utf8_key_is_skipped_on_restore(
@@ -170,16 +176,8 @@ def test_a_foreign_changelog_record_with_a_non_utf8_key_is_skipped_on_restore(
     config = service_config(kafka_broker, unique)
     topic = config.state.changelog_topic
     produce(kafka_broker, topic, [(b"\xff\xfe", b"junk"), (None, b"keyless"), (b"ok", None)])
-    metrics = Metrics(CollectorRegistry())
-    producer = make_producer(config.kafka)
-    try:
-        checkpointer = Checkpointer(
-            config, store=Pipeline(config, metrics=metrics).models, producer=producer,
-            metrics=metrics, reader_factory=changelog_reader(config),
-        )
+    with _checkpointer(config) as checkpointer:
         assert checkpointer.restore([0, 1]) == 0
-    finally:
-        producer.close()
 
 
 def test_two_instances_hold_partition_p_of_both_topics_together(
