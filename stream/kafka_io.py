@@ -177,7 +177,10 @@ def publish(
     ]
     if not wait:
         return
-    producer.flush(timeout=timeout)
+    try:
+        producer.flush(timeout=timeout)
+    except KafkaError as exc:  # kafka-python 3 raises KafkaTimeoutError here: still unacknowledged
+        raise DeliveryError(f"{len(futures)} messages not acknowledged within {timeout:g} s: {exc!r}") from exc
     failed = [f.exception for f in futures if not f.succeeded()]
     if failed:
         raise DeliveryError(f"{len(failed)} of {len(futures)} messages not acknowledged: {failed[0]!r}")
