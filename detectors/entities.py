@@ -4,6 +4,9 @@ The unit of state is the machine: all its sensor models and its policy state are
 by every reading, checkpointed together (one changelog record per machine) and move together
 when the machine's partition moves to another instance.
 
+A machine may also have one machine-wide model (`detector.machine_model`, e.g. the relations
+between its sensors), next to its sensor models: `MachineState.joint`, seeded from the machine id.
+
 An entity's detector comes from the first `[[detector.templates]]` entry whose shell-style
 `machine` and `sensor` patterns match, else from `[detector]`. Each entity gets its own seed
 (CRC-32 of machine and sensor), so randomised detectors differ between sensors yet replay
@@ -74,11 +77,13 @@ class MachineState:
     """Everything anomstream remembers about one machine."""
 
     __slots__ = (
-        "dirty", "entities", "last_seen", "offset", "partition", "policy", "readings", "source", "topic",
+        "dirty", "entities", "joint", "last_seen", "offset", "partition", "policy", "readings",
+        "source", "topic",
     )
 
     def __init__(self) -> None:
         self.entities: dict[str, Entity] = {}
+        self.joint: Entity | None = None  # the machine-wide model, if configured
         self.policy = PolicyState()
         self.readings = 0  # readings this state includes, over the machine's whole history
         # Input position of the last reading included: a replay after a crash skips readings
@@ -107,12 +112,21 @@ class MachineState:
         self.readings += 1
         self.dirty = True
 
+    @property
+    def models(self) -> int:
+        """Live models of this machine: its sensor models and its machine-wide model."""
+        return len(self.entities) + (self.joint is not None)
+
     def __getstate__(self) -> tuple:
-        return (self.entities, self.policy, self.readings, self.topic, self.offset, self.source)
+        return (
+            self.entities, self.policy, self.readings, self.topic, self.offset, self.source, self.joint,
+        )
 
     def __setstate__(self, state: tuple) -> None:
         self.entities, self.policy, self.readings, self.topic, self.offset = state[:5]
-        self.source = state[5] if len(state) > 5 else -1  # added later: older checkpoints lack it
+        # added later, older checkpoints lack them: no source partition, no machine-wide model
+        self.source = state[5] if len(state) > 5 else -1
+        self.joint = state[6] if len(state) > 6 else None
         self.partition, self.last_seen, self.dirty = -1, 0.0, False
 
 
@@ -139,6 +153,7 @@ class ModelStore:
         *,
         default: TemplateRule,
         rules: Sequence[TemplateRule] = (),
+        joint: TemplateRule | None = None,
         max_entities: int = 100_000,
         idle_ttl: float = 0.0,
         codec: Codec | None = None,
@@ -147,6 +162,7 @@ class ModelStore:
     ) -> None:
         self.default = default
         self.rules = tuple(rules)
+        self.joint = joint  # the machine-wide model's detector, or None
         self.max_entities = max_entities
         self.idle_ttl = idle_ttl
         self.codec = codec
@@ -163,8 +179,13 @@ class ModelStore:
         """Build from a `DetectorConfig`; validates every template by building it once."""
         default = TemplateRule("*", "*", detector_config.name, detector_config.params)
         rules = [TemplateRule(t.machine, t.sensor, t.name, t.params) for t in detector_config.templates]
-        store = cls(default=default, rules=rules, max_entities=detector_config.max_entities, **kwargs)
-        for rule in (default, *rules):
+        joint = None
+        if detector_config.machine_model and detector_config.entity == "sensor":
+            joint = TemplateRule("*", MACHINE_WIDE, detector_config.machine_model, detector_config.machine_params)
+        store = cls(
+            default=default, rules=rules, joint=joint, max_entities=detector_config.max_entities, **kwargs
+        )
+        for rule in (default, *rules, *([joint] if joint else [])):
             store._factory(rule.detector, rule.params, 0)  # fail at start-up, not on first reading
         return store
 
@@ -193,7 +214,7 @@ class ModelStore:
         if state is None:
             state = self._thaw(machine) or MachineState()
             live[machine] = state
-            self._entity_count += len(state.entities)
+            self._entity_count += state.models
             if self._entity_count > self.max_entities:
                 self._evict_lru(keep=machine)
         else:
@@ -211,8 +232,19 @@ class ModelStore:
                 self._evict_lru(keep=machine)
         return entity
 
-    def _create(self, machine: str, sensor: str) -> Entity:
-        rule = next((r for r in self.rules if r.matches(machine, sensor)), self.default)
+    def joint_entity(self, state: MachineState, machine: str) -> Entity | None:
+        """The machine-wide model, created on first use; None when none is configured."""
+        entity = state.joint
+        if entity is None and self.joint is not None:
+            entity = state.joint = self._create(machine, MACHINE_WIDE, self.joint)
+            self._entity_count += 1
+            if self._entity_count > self.max_entities:
+                self._evict_lru(keep=machine)
+        return entity
+
+    def _create(self, machine: str, sensor: str, rule: TemplateRule | None = None) -> Entity:
+        if rule is None:
+            rule = next((r for r in self.rules if r.matches(machine, sensor)), self.default)
         seed = zlib.crc32(f"{machine}\x1f{sensor}".encode())
         self.created += 1
         return Entity(self._factory(rule.detector, rule.params, seed), rule.detector)
@@ -242,7 +274,7 @@ class ModelStore:
 
     def _evict(self, machine: str) -> None:
         state = self._live.pop(machine)
-        self._entity_count -= len(state.entities)
+        self._entity_count -= state.models
         self.evicted += 1
         if self.codec is not None:
             self._cold[machine] = (state.partition, self.codec.dumps(state))
@@ -298,7 +330,7 @@ class ModelStore:
         dropped = [(m, st) for m, st in self._live.items() if st.partition in gone]
         for machine, state in dropped:
             del self._live[machine]
-            self._entity_count -= len(state.entities)
+            self._entity_count -= state.models
         for machine in [m for m, (p, _) in self._cold.items() if p in gone]:
             del self._cold[machine]
             self._unwritten.discard(machine)

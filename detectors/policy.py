@@ -12,36 +12,69 @@ on single noisy readings (false alarms). The policy therefore
 
 One fault thus gives exactly one `firing` and one `resolved` transition. The state is a small
 slotted object per machine, kept by the caller (the pipeline), so it can be checkpointed.
+
+Attribution. A reading's score comes from several models: one per sensor, and the machine-wide
+model of the relations between sensors, which says how much each sensor contributed. Over the
+pending run, every model whose score is at or above `threshold` adds its surprise,
+`-log10(1 - score)` (a 1-in-10,000 reading adds 4), to the sensors it implicates: a per-sensor
+model to its own sensor, the machine model to each sensor in proportion to that sensor's
+contribution. The alert names the sensors holding at least `MIN_SHARE` of that evidence, each
+with its share (summing to 1) and the highest score that implicated it. Surprise, not the score
+itself, is summed because scores are tail probabilities: 0.9999 and 0.999999 differ by 100x in
+rarity, not by 0.01 %.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["COOLDOWN", "FIRING", "NORMAL", "PENDING", "AlertPolicy", "PolicyState", "Transition"]
+__all__ = [
+    "COOLDOWN", "FIRING", "MIN_SHARE", "NORMAL", "PENDING", "AlertPolicy", "PolicyState",
+    "Transition", "surprise",
+]
 
 NORMAL, PENDING, FIRING, COOLDOWN = "normal", "pending", "firing", "cooldown"
+# A sensor with less than 1 % of an alert's evidence is not where an operator should look; the
+# list stays short on machines with many sensors (the machine model spreads a little evidence
+# over every sensor of a relation).
+MIN_SHARE = 0.01
+_TINY = 1e-16  # 1 - score below float64 resolution near 1: a score of exactly 1.0 adds 16
+
+
+def surprise(score: float) -> float:
+    """`-log10(1 - score)`: 4 for a 1-in-10,000 reading, 16 at most.
+
+    >>> surprise(0.9999), surprise(1.0)
+    (4.0, 16.0)
+    """
+    tail = 1.0 - score
+    return round(-math.log10(tail if tail > _TINY else _TINY), 12)
 
 
 class PolicyState:
     """What the policy remembers about one machine."""
 
-    __slots__ = ("peak", "phase", "run", "sensors", "severity", "started_at")
+    __slots__ = ("peak", "phase", "run", "sensors", "severity", "started_at", "peaks")
 
     def __init__(self) -> None:
         self.phase = NORMAL
         self.run = 0  # pending: anomalous readings so far; firing: clear readings; cooldown: left
         self.started_at = 0.0  # event time of the first anomalous reading of the episode
         self.peak = 0.0
-        self.sensors: dict[str, float] = {}  # sensor -> highest score in the pending run
+        self.sensors: dict[str, float] = {}  # sensor -> evidence (summed surprise) of the run
         self.severity = ""
+        self.peaks: dict[str, float] = {}  # sensor -> highest score that implicated it
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
+        # State written before `peaks` existed (a 6-tuple, `sensors` then held peak scores)
+        # restores with those peaks as evidence: the names and their order are kept.
+        self.peaks = {}
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
@@ -54,7 +87,8 @@ class Transition:
     severity: str  # "warning" or "critical"
     started_at: float  # event time the anomalous run began: part of the alert id
     score: float  # peak score of the episode
-    sensors: Mapping[str, float] = field(default_factory=dict)
+    sensors: Mapping[str, float] = field(default_factory=dict)  # sensor -> share, summing to 1
+    sensor_scores: Mapping[str, float] = field(default_factory=dict)  # sensor -> peak score
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,15 @@ class AlertPolicy:
     >>> [t.status if (t := policy.step(state, s, float(i), {"temp": s})) else None
     ...  for i, s in enumerate(scores)]
     [None, None, 'firing', None, None, 'resolved', None, None]
+
+    The machine model implicates sensors by their contributions:
+
+    >>> state = PolicyState()
+    >>> joint = (0.999, {"temp": 0.8, "vib": 0.2})
+    >>> t = policy.step(state, 0.999, 0.0, {"temp": 0.5, "vib": 0.5}, joint)
+    >>> t = policy.step(state, 0.999, 1.0, {"temp": 0.5, "vib": 0.5}, joint)
+    >>> t.status, dict(t.sensors), dict(t.sensor_scores)
+    ('firing', {'temp': 0.8, 'vib': 0.2}, {'temp': 0.999, 'vib': 0.999})
     """
 
     threshold: float = 0.9999
@@ -91,11 +134,13 @@ class AlertPolicy:
         score: float,
         event_time: float,
         sensor_scores: Mapping[str, float],
+        joint: tuple[float, Mapping[str, float]] | None = None,
     ) -> Transition | None:
         """Advance `state` by one reading of its machine; return a transition, if any.
 
-        `score` is the reading's machine score (highest sensor score); `sensor_scores` the
-        per-sensor scores, of which those at or above the threshold are named in the alert.
+        `score` is the reading's machine score (the highest of its models' scores);
+        `sensor_scores` the per-sensor models' scores; `joint` the machine-wide model's score
+        and each sensor's contribution to it (summing to 1), if the machine has one.
         """
         phase = state.phase
         if phase == FIRING:
@@ -107,20 +152,46 @@ class AlertPolicy:
             return None
         if score < self.threshold:
             if phase == PENDING:
-                state.phase, state.run, state.sensors = NORMAL, 0, {}
+                state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
             return None
         if phase == NORMAL:
             state.phase, state.run, state.started_at, state.peak = PENDING, 0, event_time, 0.0
         state.run += 1
         state.peak = max(state.peak, score)
-        for sensor, s in sensor_scores.items():
-            if s >= self.threshold and s > state.sensors.get(sensor, 0.0):
-                state.sensors[sensor] = s
+        self._gather(state, sensor_scores, joint)
         if state.run < self.min_run and score < self.instant_threshold:
             return None
         state.phase, state.run = FIRING, 0
         state.severity = "critical" if state.peak >= self.critical_threshold else "warning"
-        return Transition("firing", state.severity, state.started_at, state.peak, state.sensors)
+        state.sensors, state.peaks = _shares(state.sensors, state.peaks)
+        return self._transition("firing", state)
+
+    def _gather(
+        self,
+        state: PolicyState,
+        sensor_scores: Mapping[str, float],
+        joint: tuple[float, Mapping[str, float]] | None,
+    ) -> None:
+        """Add this reading's evidence to the sensors it implicates (see the module docstring)."""
+        threshold, evidence, peaks = self.threshold, state.sensors, state.peaks
+        for sensor, s in sensor_scores.items():
+            if s >= threshold:
+                evidence[sensor] = evidence.get(sensor, 0.0) + surprise(s)
+                if s > peaks.get(sensor, 0.0):
+                    peaks[sensor] = s
+        if joint is not None and joint[0] >= threshold:
+            s, contributions = joint
+            bits = surprise(s)
+            for sensor, share in contributions.items():
+                evidence[sensor] = evidence.get(sensor, 0.0) + bits * share
+                if share >= MIN_SHARE and s > peaks.get(sensor, 0.0):
+                    peaks[sensor] = s
+
+    @staticmethod
+    def _transition(status: str, state: PolicyState) -> Transition:
+        return Transition(
+            status, state.severity, state.started_at, state.peak, state.sensors, state.peaks
+        )
 
     def _step_firing(self, state: PolicyState, score: float) -> Transition | None:
         if score >= self.clear_threshold:
@@ -130,10 +201,22 @@ class AlertPolicy:
         state.run += 1
         if state.run < self.clear_run:
             return None
-        resolved = Transition(
-            "resolved", state.severity, state.started_at, state.peak, state.sensors
-        )
-        state.phase, state.run, state.sensors = COOLDOWN, self.cooldown, {}
+        resolved = self._transition("resolved", state)
+        state.phase, state.run, state.sensors, state.peaks = COOLDOWN, self.cooldown, {}, {}
         if state.run <= 0:
             state.phase = NORMAL
         return resolved
+
+
+def _shares(
+    evidence: Mapping[str, float], peaks: Mapping[str, float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The sensors with at least `MIN_SHARE` of the evidence, their shares renormalised to sum
+    to 1, largest first; and their peak scores."""
+    total = sum(evidence.values())
+    if total <= 0.0:
+        return {}, {}
+    kept = {s: e for s, e in evidence.items() if e >= MIN_SHARE * total}
+    kept_total = sum(kept.values())
+    shares = {s: e / kept_total for s, e in sorted(kept.items(), key=lambda kv: -kv[1])}
+    return shares, {s: peaks.get(s, 0.0) for s in shares}

@@ -73,9 +73,9 @@ def build_alert(
     topic: str,
 ) -> OutgoingMessage:
     """Render a policy transition as a v1 alert message with CloudEvents headers."""
-    sensor_scores = dict(transition.sensors) or {name: transition.score for name in values}
-    total = sum(sensor_scores.values()) or 1.0
-    ident = alert_id(machine, list(sensor_scores), transition.started_at)
+    shares = dict(transition.sensors) or {name: 1.0 / len(values) for name in values}
+    peaks = transition.sensor_scores
+    ident = alert_id(machine, list(shares), transition.started_at)
     body: dict[str, Any] = {
         "schema": SCHEMA,
         "alert_id": ident,
@@ -83,8 +83,12 @@ def build_alert(
         "severity": transition.severity,
         "machine_id": machine,
         "sensors": [
-            {"name": name, "score": round(score, 6), "contribution": round(score / total, 4)}
-            for name, score in sorted(sensor_scores.items(), key=lambda kv: -kv[1])
+            {
+                "name": name,
+                "score": round(peaks.get(name, transition.score), 6),
+                "contribution": round(share, 4),
+            }
+            for name, share in sorted(shares.items(), key=lambda kv: -kv[1])
         ],
         "score": round(transition.score, 6),
         "threshold": threshold,

@@ -15,16 +15,22 @@ __all__ = ["check_detectors", "detector_problems"]
 def detector_problems(config: Config) -> list[Problem]:
     """(dotted key, problem) for every detector of `config` that cannot be built."""
     d = config.detector
-    entries = [("detector", d.name, d.params)]
-    entries += [(f"detector.templates[{i}]", t.name, t.params) for i, t in enumerate(d.templates)]
+    # (key of the name, key of the params, name, params)
+    entries = [("detector.name", "detector.params", d.name, d.params)]
+    if d.machine_model:
+        entries.append(("detector.machine_model", "detector.machine_params", d.machine_model, d.machine_params))
+    entries += [
+        (f"detector.templates[{i}].name", f"detector.templates[{i}].params", t.name, t.params)
+        for i, t in enumerate(d.templates)
+    ]
     problems: list[Problem] = []
-    for where, name, params in entries:
+    for name_key, params_key, name, params in entries:
         try:
             build_detector(name, params)
         except ConfigError as exc:  # unknown name, or parameters the detector does not take
-            problems.append((exc.key.replace("detector", where, 1), exc.problem))
+            problems.append((name_key if exc.key == "detector.name" else params_key, exc.problem))
         except (TypeError, ValueError) as exc:  # a parameter value the detector rejects
-            problems.append((f"{where}.params", f"{name}: {exc}"))
+            problems.append((params_key, f"{name}: {exc}"))
     return problems
 
 

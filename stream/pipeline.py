@@ -6,7 +6,8 @@ for the I/O layer to publish and commit. The clock and the metrics are passed in
 code runs in unit tests, on Tansu and on Apache Kafka.
 
 Per reading: decode → for each sensor, score with the entity's model (after its warm-up), then
-learn → the machine's alert policy decides → maybe an alert. Per-reading metric values are
+learn; the same for the machine-wide model on the whole reading, if configured → the machine's
+alert policy decides from all of their scores → maybe an alert. Per-reading metric values are
 collected in arrays and handed to the metrics once per batch.
 
 No record stops the service: an invalid one becomes a dead letter with the decoder's reason; a
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from anomstream.detectors.entities import MACHINE_WIDE, MachineState, ModelStore
+from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
 from anomstream.detectors.policy import FIRING, AlertPolicy, Transition
 from anomstream import __version__
 from anomstream.stream.alerts import AlertSource, OutgoingMessage, build_alert
@@ -37,6 +38,7 @@ from anomstream.stream.telemetry import Reading, TelemetryDecoder
 __all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
+Joint = tuple[float, dict[str, float]]  # a machine-wide model's score and per-sensor contributions
 log = logging.getLogger(__name__)
 
 
@@ -115,10 +117,10 @@ class Pipeline:
                 if len(state.entities) + len(reading.sensors) > self._max_sensors:
                     self._check_sensor_budget(state, reading)  # off the hot path: near the cap
                 state.include(record.topic, record.partition, record.offset)
-                score, sensor_scores, warm = self._score_and_learn(state, reading)
+                score, sensor_scores, joint, warm = self._score_and_learn(state, reading)
                 if warm:
                     transition = self.policy.step(
-                        state.policy, score, reading.event_time, sensor_scores
+                        state.policy, score, reading.event_time, sensor_scores, joint
                     )
                     if transition is not None:
                         out.alerts.append(self._alert(transition, reading, record, now))
@@ -138,22 +140,22 @@ class Pipeline:
 
     def _score_and_learn(
         self, state: MachineState, reading: Reading
-    ) -> tuple[float, dict[str, float], bool]:
-        """Score every sensor before learning it. `warm` is False while every model warms up."""
+    ) -> tuple[float, dict[str, float], Joint | None, bool]:
+        """Score every model of the machine before learning it.
+
+        Returns the machine score (the highest of its models' scores), the per-sensor scores,
+        the machine-wide model's (score, contributions) and whether any model is past warm-up.
+        """
         warmup = self._warmup
         machine = reading.machine
         entity_of = self.models.entity
         if self._machine_mode:
             entity = entity_of(state, machine, MACHINE_WIDE)
-            warm = entity.learned >= warmup
-            if warm:
-                score = entity.score_learn(reading.sensors)
+            joint = self._score_joint(entity, reading.sensors, warmup)
+            if joint is not None:
                 self._scored += 1
-            else:
-                score = 0.0
-                entity.model.learn_one(cast(dict[Any, Any], reading.sensors))
-            entity.learned += 1
-            return score, {name: score for name in reading.sensors}, warm
+                return joint[0], {}, joint, True
+            return 0.0, {}, None, False
         sensor_scores: dict[str, float] = {}
         best = 0.0
         for sensor, value in reading.sensors.items():
@@ -167,8 +169,33 @@ class Pipeline:
                 entity.model.learn_one(x)
             entity.learned += 1
         self._scored += len(sensor_scores)
-        # A machine alerts only on sensors past warm-up; it is "warm" once any sensor is.
-        return best, sensor_scores, bool(sensor_scores)
+        joint = None
+        entity = self.models.joint_entity(state, machine)
+        if entity is not None:
+            joint = self._score_joint(entity, reading.sensors, warmup)
+            if joint is not None and joint[0] > best:
+                best = joint[0]
+        # A machine alerts only on models past warm-up; it is "warm" once any model is.
+        return best, sensor_scores, joint, bool(sensor_scores) or joint is not None
+
+    @staticmethod
+    def _score_joint(entity: Entity, sensors: dict[str, float], warmup: int) -> Joint | None:
+        """Score, then learn, the whole reading with a machine-wide model; None in warm-up.
+
+        The contributions come from the model (`last_contributions`, as `RelationModel`
+        reports them); a River model without them implicates every sensor equally.
+        """
+        x = cast(dict[Any, Any], sensors)
+        warm = entity.learned >= warmup
+        entity.learned += 1
+        if not warm:
+            entity.model.learn_one(x)
+            return None
+        score = entity.score_learn(x)
+        contributions = getattr(entity.model, "last_contributions", None)
+        if contributions is None:
+            contributions = {name: 1.0 / len(sensors) for name in sensors}
+        return score, contributions
 
     def _restored(self, machine: str, state: MachineState) -> None:
         """A machine restored from a checkpoint may have an alert open: show it as firing."""
@@ -192,9 +219,7 @@ class Pipeline:
     def _alert(
         self, transition: Transition, reading: Reading, record: RecordLike, now: float
     ) -> OutgoingMessage:
-        sensor = next(iter(transition.sensors), MACHINE_WIDE)
-        entity = self.models.peek(reading.machine, MACHINE_WIDE if self._machine_mode else sensor)
-        detector = entity.detector if entity is not None else self.config.detector.name
+        detector = self._detector_name(reading.machine, transition)
         gauge = self.metrics.alerts_firing
         if transition.status == "firing":
             gauge.labels(reading.machine, transition.severity).set(1)
@@ -213,6 +238,14 @@ class Pipeline:
             ce_source=self._ce_source,
             topic=self.config.kafka.alert_topic,
         )
+
+    def _detector_name(self, machine: str, transition: Transition) -> str:
+        """The top sensor's detector, `+` the machine-wide model's when the machine has one."""
+        sensor = next(iter(transition.sensors), MACHINE_WIDE)
+        entity = self.models.peek(machine, MACHINE_WIDE if self._machine_mode else sensor)
+        name = entity.detector if entity is not None else self.config.detector.name
+        joint = self.models.joint
+        return f"{name}+{joint.detector}" if joint is not None and not self._machine_mode else name
 
     def _check_sensor_budget(self, state: MachineState, reading: Reading) -> None:
         if self._machine_mode:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from anomstream.detectors.policy import COOLDOWN, FIRING, NORMAL, AlertPolicy, PolicyState
 
 
@@ -41,11 +45,17 @@ def test_severity_start_time_and_sensors() -> None:
     firing = step(state, 0.999, 102.0, {"temp": 0.999, "vib": 0.2})
     assert firing is not None and state.phase == FIRING
     assert firing.severity == "critical" and firing.started_at == 100.0
-    assert dict(firing.sensors) == {"temp": 0.999, "vib": 0.99995}
+    assert dict(firing.sensor_scores) == {"temp": 0.999, "vib": 0.99995}
+    # evidence = summed surprise -log10(1 - score) of the readings at or above the threshold:
+    # temp 0.995 + 0.99 + 0.999 -> 2.30 + 2 + 3; vib 0.99995 -> 4.30
+    temp, vib = 2 + math.log10(2) + 2 + 3, 5 - math.log10(5)
+    assert dict(firing.sensors) == pytest.approx({"temp": temp / (temp + vib), "vib": vib / (temp + vib)})
+    assert list(firing.sensors) == ["temp", "vib"]  # largest share first
     for t in range(4):
         resolved = step(state, 0.1, 103.0 + t, {"temp": 0.1})
     assert resolved is not None and resolved.status == "resolved"
     assert (resolved.started_at, resolved.severity, dict(resolved.sensors)) == (100.0, "critical", dict(firing.sensors))
+    assert dict(resolved.sensor_scores) == dict(firing.sensor_scores)
     assert state.phase == COOLDOWN
 
 
