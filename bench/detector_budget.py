@@ -1,0 +1,117 @@
+"""Cost of the default detectors in replay: sensor values per second per core, and live memory.
+
+Issue 10 budgets the default detectors (one model per sensor plus the machine-wide model) at
+20,000 sensor values/s per core in replay, and at most 8 KB of RSS growth per sensor. Both are
+measured here on the service's own path, `Pipeline.process` (decode, every model, the alert
+policy, metrics), without Kafka, on simulated telemetry (5 sensors per machine, 2 % faults):
+
+- throughput: `--machines` machines past their warm-up, then `--readings` readings timed, for
+  the shipped config with and without its machine-wide model (the baseline, same run);
+- memory: RSS before and after `--memory-machines` machines x 5 sensors have each learned
+  `--memory-readings` readings (past the 150-reading warm-up), divided by their sensors.
+
+Run: `.venv/bin/python bench/detector_budget.py` (about a minute and a half on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from anomstream.stream.config import load_config
+from anomstream.stream.metrics import Metrics
+from anomstream.stream.pipeline import Pipeline
+from anomstream.stream.simulator import Simulator
+
+
+class _Record:
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, offset: int, key: bytes, value: bytes, timestamp: int) -> None:
+        self.topic, self.partition, self.offset = "bench", 0, offset
+        self.key, self.value, self.timestamp, self.headers = key, value, timestamp, None
+
+
+def _records(machines: int, count: int, seed: int) -> list[_Record]:
+    sim = Simulator(machines=machines, seed=seed, fault_rate=2.0, start_time=1.7e9)
+    return [
+        _Record(i, r.machine_id.encode(), orjson.dumps(r.record), int(r.ts * 1000))
+        for i, r in enumerate(sim.readings(count))
+    ]
+
+
+def _pipeline(overrides: dict[str, Any]) -> Pipeline:
+    config = load_config(environ={}, overrides={"state.enabled": False, **overrides})
+    return Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=lambda: 1.7e9)
+
+
+def _feed(pipeline: Pipeline, records: list[_Record], batch: int = 2000) -> float:
+    started = time.process_time()  # CPU seconds of this process: "per core"
+    for i in range(0, len(records), batch):
+        pipeline.process(records[i : i + batch])
+    return time.process_time() - started
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def throughput(machines: int, readings: int, overrides: dict[str, Any]) -> float:
+    """Sensor values per CPU second once every model is past its warm-up."""
+    warm = _records(machines, machines * 200, seed=1)
+    timed = _records(machines, readings, seed=2)
+    pipeline = _pipeline(overrides)
+    _feed(pipeline, warm)
+    values = sum(len(orjson.loads(r.value)["sensors"]) for r in timed)
+    return values / _feed(pipeline, timed)
+
+
+def memory(machines: int, readings: int, overrides: dict[str, Any]) -> float:
+    """RSS growth in bytes per sensor model after `readings` readings per machine."""
+    records = _records(machines, machines * readings, seed=3)
+    gc.collect()
+    before = _rss_kb()
+    pipeline = _pipeline(overrides)
+    _feed(pipeline, records)
+    del records
+    gc.collect()
+    grown = (_rss_kb() - before) * 1024
+    return grown / (machines * 5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--machines", type=int, default=20)
+    parser.add_argument("--readings", type=int, default=20_000)
+    parser.add_argument("--memory-machines", type=int, default=2_000)
+    parser.add_argument("--memory-readings", type=int, default=200)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    shipped = load_config(environ={}, overrides={"state.enabled": False}).detector
+    variants = {
+        f"shipped ({shipped.name} + {shipped.machine_model or 'no machine model'})": {},
+        f"baseline: {shipped.name} per sensor only": {"detector.machine_model": ""},
+    }
+    rates = {name: throughput(args.machines, args.readings, o) for name, o in variants.items()}
+    base = rates[list(variants)[1]]
+    print(f"{'variant':<60} {'values/s/core':>14} {'x baseline':>10}")
+    for name, rate in rates.items():
+        print(f"{name:<60} {rate:14,.0f} {rate / base:10.2f}")
+    if not args.skip_memory:
+        # One process per figure would be cleaner; two in a row: the second reuses freed pages.
+        per_sensor = memory(args.memory_machines, args.memory_readings, {})
+        print(
+            f"RSS growth, shipped config: {per_sensor:,.0f} B per sensor "
+            f"({args.memory_machines} machines x 5 sensors, {args.memory_readings} readings each)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
