@@ -168,7 +168,10 @@ class Pipeline:
             else:
                 entity.model.learn_one(x)
             entity.learned += 1
-        self._scored += len(sensor_scores)
+        scored = len(sensor_scores)
+        self._scored += scored
+        if scored > 1:
+            best, sensor_scores = _per_machine(best, sensor_scores)
         joint = None
         entity = self.models.joint_entity(state, machine)
         if entity is not None:
@@ -319,6 +322,24 @@ class Pipeline:
     def snapshot(self) -> dict[str, Any]:
         """Counts for logs and tests."""
         return {"models": len(self.models), "machines": self.models.machines}
+
+
+def _per_machine(best: float, sensor_scores: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Per-sensor tail probabilities as tail probabilities of the machine (Bonferroni).
+
+    The policy's threshold means "as rare as 1 in N readings of this machine". A machine with k
+    sensors gets k chances per reading for one of them to look that rare by chance, so each
+    sensor's tail `1 - s` counts k times: `1 - k (1 - s)`, floored at 0. One sensor: unchanged.
+
+    >>> _per_machine(0.99999, {"a": 0.99999, "b": 0.5})
+    (0.99998, {'a': 0.99998, 'b': 0.0})
+    """
+    k = len(sensor_scores)
+    corrected = {}
+    for sensor, s in sensor_scores.items():
+        c = 1.0 - k * (1.0 - s)
+        corrected[sensor] = round(c, 12) if c > 0.0 else 0.0
+    return max(corrected.values()), corrected
 
 
 def _where(exc: BaseException) -> str:
