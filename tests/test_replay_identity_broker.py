@@ -10,9 +10,6 @@ dead letters' rows and reasons.
 
 from __future__ import annotations
 
-import csv
-import math
-import random
 from pathlib import Path
 
 import orjson
@@ -23,23 +20,9 @@ from anomstream.evaluation.replay_input import csv_records, read_csv_series
 from anomstream.stream.config import load_config
 from anomstream.stream.pipeline import DLQ_REASON_HEADER
 from kafka_helpers import read_topic, running_service, service_config, wait_until
+from replay_helpers import write_shift_series
 
-ROWS = 1200
-SHIFT = range(700, 760)  # "temp" steps up by 6 (about 30 sigma of its noise) for 60 readings
 ABSENT_ROW, REFUSED_ROW = 300, 400
-
-
-def write_series(path: Path) -> Path:
-    rng = random.Random(7)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["timestamp", "temp", "vib", "load"])
-        for i in range(ROWS):
-            temp = 20 + math.sin(i / 15) + rng.gauss(0, 0.2) + (6.0 if i in SHIFT else 0.0)
-            vib = "" if i == ABSENT_ROW else round(1 + rng.gauss(0, 0.05), 4)
-            load = "inf" if i == REFUSED_ROW else round(50 + rng.gauss(0, 1), 2)
-            writer.writerow([1_700_000_000 + 60 * i, round(temp, 3), vib, load])  # epoch seconds
-    return path
 
 
 def without_detected_at(alert: dict) -> dict:
@@ -58,7 +41,10 @@ def test_replay_and_the_service_publish_identical_alerts(
             "detector.name": shipped, "detector.warmup": 50,
         },
     )
-    series = read_csv_series(write_series(tmp_path / "press.csv"), config.telemetry)
+    source = write_shift_series(
+        tmp_path / "press.csv", cells={(ABSENT_ROW, "vib"): "", (REFUSED_ROW, "load"): "inf"}
+    )
+    series = read_csv_series(source, config.telemetry)
     records = list(csv_records(series, "press-07", config.telemetry, topic))
     expected, dead = replay_records(records, config)
     assert [a["status"] for a in expected] == ["firing", "resolved"]
