@@ -105,12 +105,19 @@ def plot_series(
         values = series.values[name]
         ax.plot(times, values, lw=0.7, color="tab:blue")
         ax.set_ylabel(name, rotation=0, ha="right", fontsize="small")
-        for span in spans[name]:
+        for n, span in enumerate(spans[name]):
             color = "tab:red" if span.severity == "critical" else "tab:orange"
-            ax.axvspan(times[span.firing_row], times[span.end_row], color=color, alpha=0.2, lw=0)
+            ax.axvspan(
+                times[span.firing_row], times[span.end_row], color=color, alpha=0.2, lw=0,
+                label=None if n else "alert: firing to resolved",
+            )
         fired = [s.firing_row for s in spans[name]]
         if fired:
-            ax.scatter(times[fired], values[fired], color="tab:red", marker="v", zorder=3, s=25)
+            ax.scatter(
+                times[fired], values[fired], color="tab:red", marker="v", zorder=3, s=25,
+                label=f"firing reading ({len(fired)})",
+            )
+            ax.legend(loc="upper left", fontsize="x-small")
     # Calibrated scores differ in their nines (0.999 vs 0.9999999), which a linear axis hides.
     score_ax.plot(times, _nines(series.scores), lw=0.7, color="tab:purple", label="machine score")
     score_ax.axhline(
