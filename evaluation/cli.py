@@ -247,7 +247,8 @@ def _score(
         if args.alerts:
             rows = {k: read_firing_rows(p) for k, p in found.items()}
             return score_alert_rows(scored, rows, profiles), len(found)
-        return score_corpus(scored, {k: read_scores(p) for k, p in found.items()}, profiles), len(found)
+        raw = {k: read_scores(p) for k, p in found.items()}
+        return score_corpus(scored, raw, profiles), len(found)
     except ValueError as exc:  # unreadable results, or rows that do not match the data
         raise AnomstreamError(str(exc)) from None
 

@@ -34,7 +34,14 @@ from anomstream.stream.config import TelemetryConfig
 from anomstream.stream.errors import InvalidRecord
 from anomstream.stream.telemetry import TelemetryDecoder
 
-__all__ = ["DEFAULT_TOPIC", "NOT_SENSORS", "CsvSeries", "ReplayInputError", "csv_records", "read_csv_series"]
+__all__ = [
+    "DEFAULT_TOPIC",
+    "NOT_SENSORS",
+    "CsvSeries",
+    "ReplayInputError",
+    "csv_records",
+    "read_csv_series",
+]
 
 DEFAULT_TOPIC = "replay"
 # Columns of NAB result files: output of a detector and labels, never signal.
@@ -132,7 +139,8 @@ def csv_records(
     key = machine.encode("utf-8")
     names = list(series.values)
     matrix = np.column_stack([series.values[n] for n in names]).tolist()
-    for offset, (row, stamp, when) in enumerate(zip(matrix, series.stamps, series.event_times.tolist())):
+    rows = zip(matrix, series.stamps, series.event_times.tolist())
+    for offset, (row, stamp, when) in enumerate(rows):
         sensors = {n: v for n, v in zip(names, row) if v == v}  # NaN != NaN: absent
         value = _document(fields, machine, stamp, sensors)
         yield ConsumerRecord(

@@ -33,8 +33,9 @@ def write_shift_series(
         writer = csv.writer(f)
         writer.writerow([timestamp_column, "temp", "vib", "load"])
         for i in range(rows):
+            temp = 20 + math.sin(i / 15) + rng.gauss(0, 0.2) + (6.0 if i in SHIFT else 0.0)
             row = {
-                "temp": round(20 + math.sin(i / 15) + rng.gauss(0, 0.2) + (6.0 if i in SHIFT else 0.0), 3),
+                "temp": round(temp, 3),
                 "vib": round(1 + rng.gauss(0, 0.05), 4),
                 "load": round(50 + rng.gauss(0, 1), 2),
             }

@@ -67,7 +67,9 @@ def test_no_alerts_is_the_null_detector_and_a_bad_line_is_named(
     assert "series.alerts.jsonl:1: not an alert document" in capsys.readouterr().err
 
 
-def test_replayed_alerts_of_the_real_corpus_file_score(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_replayed_alerts_of_the_real_corpus_file_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     nab = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
     key = "realKnownCause/machine_temperature_system_failure.csv"
     if not (nab / "data" / key).is_file():

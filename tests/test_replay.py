@@ -16,6 +16,7 @@ from anomstream.stream.cli import main
 from anomstream.stream.config import Config, load_config
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import Pipeline
+from fakes import validate_alert
 from replay_helpers import SHIFT, write_shift_series
 
 N = 400
@@ -99,9 +100,12 @@ def replay_config(**overrides: object) -> Config:
 def test_a_multi_column_file_is_one_machine_and_its_alerts_are_written_as_jsonl(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    source = write_shift_series(tmp_path / "in/plant/press.csv", timestamp_column="time", millis=True)
+    source = write_shift_series(
+        tmp_path / "in/plant/press.csv", timestamp_column="time", millis=True
+    )
     out = tmp_path / "out"
-    args = ["replay", str(tmp_path / "in"), "-o", str(out), "--timestamp-column", "time", "--no-progress"]
+    args = ["replay", str(tmp_path / "in"), "-o", str(out), "--timestamp-column", "time",
+            "--no-progress"]
     with pytest.MonkeyPatch.context() as env:
         env.setenv("ANOMSTREAM_DETECTOR__WARMUP", "50")
         assert main(args) == 0
@@ -109,7 +113,7 @@ def test_a_multi_column_file_is_one_machine_and_its_alerts_are_written_as_jsonl(
         assert "1 alert(s) fired, 0 dead letter(s)" in capsys.readouterr().err
         assert main(args) == 0  # deterministic, detected_at included: the clock is the data's
     assert (out / "plant/press.alerts.jsonl").read_bytes() == first
-    alerts = [json.loads(line) for line in first.splitlines()]
+    alerts = [validate_alert(line) for line in first.splitlines()]  # the v1 JSON Schema
     assert [a["status"] for a in alerts] == ["firing", "resolved"]
     firing = alerts[0]
     assert firing["schema"] == "anomstream.alert/v1"

@@ -14,7 +14,8 @@ from replay_helpers import SHIFT, write_shift_series
 def alert(ident: str, status: str, row: int, sensors: list[str], severity: str = "warning") -> dict:
     return {
         "alert_id": ident, "status": status, "severity": severity,
-        "sensors": [{"name": s, "score": 0.99999, "contribution": 1 / len(sensors)} for s in sensors],
+        "sensors": [{"name": s, "score": 0.99999, "contribution": 1 / len(sensors)}
+                    for s in sensors],
         "source": {"topic": "replay", "partition": 0, "offset": row},
     }
 
@@ -28,10 +29,11 @@ def test_spans_run_from_firing_to_resolved_on_the_named_sensors_only() -> None:
         alert("c", "firing", 50, ["*"]),  # machine-wide: every sensor; never resolved
     ]
     spans = alert_spans(alerts, ["temp", "vib", "load"], n_rows=100)
+    open_c = AlertSpan("c", "warning", 50, 99, False)  # to the last row
     assert spans == {
-        "temp": [AlertSpan("a", "critical", 10, 30, True), AlertSpan("c", "warning", 50, 99, False)],
-        "vib": [AlertSpan("b", "warning", 20, 25, True), AlertSpan("c", "warning", 50, 99, False)],
-        "load": [AlertSpan("c", "warning", 50, 99, False)],
+        "temp": [AlertSpan("a", "critical", 10, 30, True), open_c],
+        "vib": [AlertSpan("b", "warning", 20, 25, True), open_c],
+        "load": [open_c],
     }
 
 
