@@ -122,27 +122,23 @@ def read_csv_series(
     return CsvSeries(path, timestamps, times, stamps, columns)
 
 
-def _document(fields: tuple[str, str, str], machine: str, stamp: object, sensors: dict) -> bytes:
-    machine_field, ts_field, sensors_field = fields
-    doc = {machine_field: machine, ts_field: stamp, sensors_field: sensors}
-    if all(math.isfinite(v) for v in sensors.values()):
-        return orjson.dumps(doc)
-    # What Python producers send for infinity (orjson would write null, a different reason).
-    return json.dumps(doc).encode()
-
-
 def csv_records(
     series: CsvSeries, machine: str, telemetry: TelemetryConfig, topic: str = DEFAULT_TOPIC
 ) -> Iterator[ConsumerRecord]:
     """The records of `series`, one per row, as the consumer would hand them to the pipeline."""
-    fields = (telemetry.machine_field, telemetry.timestamp_field, telemetry.sensors_field)
+    machine_field, ts_field, sensors_field = (
+        telemetry.machine_field, telemetry.timestamp_field, telemetry.sensors_field
+    )
     key = machine.encode("utf-8")
     names = list(series.values)
-    matrix = np.column_stack([series.values[n] for n in names]).tolist()
-    rows = zip(matrix, series.stamps, series.event_times.tolist())
-    for offset, (row, stamp, when) in enumerate(rows):
+    table = np.column_stack([series.values[n] for n in names])
+    infinite = np.isinf(table).any(axis=1).tolist()
+    rows = zip(table.tolist(), series.stamps, series.event_times.tolist(), infinite)
+    for offset, (row, stamp, when, inf) in enumerate(rows):
         sensors = {n: v for n, v in zip(names, row) if v == v}  # NaN != NaN: absent
-        value = _document(fields, machine, stamp, sensors)
+        doc = {machine_field: machine, ts_field: stamp, sensors_field: sensors}
+        # Infinity as Python producers send it (orjson would write null: another reason).
+        value = json.dumps(doc).encode() if inf else orjson.dumps(doc)
         yield ConsumerRecord(
             topic, 0, -1, offset, round(when * 1000), _CREATE_TIME, key, value, None,
             None, len(key), len(value), -1,
