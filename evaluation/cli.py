@@ -27,7 +27,8 @@ alert policy as `anomstream run`, one code path.
 INPUT is a CSV file or a directory searched recursively for *.csv. Each file is one machine,
 named by its path relative to INPUT without the suffix (`realKnownCause/nyc_taxi`), and each
 column other than the timestamp is one of its sensors (columns `anomaly_score` and `label` are
-skipped). Row i becomes the record a producer would send: topic `replay`, partition 0, offset i,
+skipped); every model the service runs for a machine sees them (per-sensor models, and the
+machine-wide one where configured). Row i becomes the record a producer would send: topic `replay`, partition 0, offset i,
 key = machine id, value = the JSON telemetry document (field names from `telemetry.*`),
 timestamp = event time in ms. An empty or non-numeric cell leaves that sensor out of that
 reading; a row the service would refuse (say an infinite value, or no value at all) is a dead
@@ -45,8 +46,8 @@ Per input file, in OUTPUT/<same relative path>:
   <name>.alerts.jsonl  one alert per line, exactly the `anomstream.alert/v1` documents the
                        service would publish (firing and resolved; `source.offset` is the row),
                        so `anomstream nab-score OUTPUT --alerts` scores them. `detected_at` is
-                       the event time of the row's batch (batches of kafka.max_poll_records):
-                       deterministic, unlike the wall clock of a live service;
+                       the latest event time in the alert's batch (rows go through in batches
+                       of kafka.max_poll_records): deterministic, not a wall clock;
   <name>.png           with --plot: one panel per sensor (own y-axis) with each alert shaded
                        from firing to resolved on the sensors it names and its firing reading
                        marked, a panel of the machine score against alerts.threshold, and the

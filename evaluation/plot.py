@@ -94,7 +94,9 @@ def plot_series(
     spans = alert_spans(series.alerts, sensors, len(times))
     fig, axes = plt.subplots(
         len(sensors) + 1, 1, sharex=True, squeeze=False,
-        figsize=(14, 1.8 * len(sensors) + 2.5), height_ratios=[3] * len(sensors) + [2],
+        # Panels shrink past ~30 sensors: a PNG taller than 60 inches helps nobody.
+        figsize=(14, min(1.8 * len(sensors), 60.0) + 2.5),
+        height_ratios=[3] * len(sensors) + [2],
     )
     panels, score_ax = list(axes[:, 0][:-1]), axes[-1, 0]
     label_spans = [(np.datetime64(s, "us"), np.datetime64(e, "us")) for s, e in windows]
