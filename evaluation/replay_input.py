@@ -32,7 +32,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from anomstream.stream.config import TelemetryConfig
 from anomstream.stream.errors import InvalidRecord
-from anomstream.stream.telemetry import TelemetryDecoder
+from anomstream.stream.telemetry import TelemetryDecoder, valid_name
 
 __all__ = [
     "DEFAULT_TOPIC",
@@ -82,7 +82,7 @@ def read_csv_series(
     path: Path, telemetry: TelemetryConfig, timestamp_column: str = "timestamp"
 ) -> CsvSeries:
     """Read `path`; the timestamp cells are parsed as the telemetry decoder parses them."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         rows = [row for row in reader if row]  # NAB's corpus reader skips blank lines too
@@ -93,6 +93,13 @@ def read_csv_series(
         )
     t = header.index(timestamp_column)
     sensors = [(i, name) for i, name in enumerate(header) if i != t and name not in NOT_SENSORS]
+    for i, name in sensors:
+        if not valid_name(name) and any(i < len(row) and row[i].strip() for row in rows):
+            # The decoder would refuse every reading of the file (bad_shape): say it once.
+            raise ReplayInputError(
+                f"{path}: column {i + 1} ({name!r}) has values but no usable name for a sensor"
+            )
+    sensors = [(i, name) for i, name in sensors if valid_name(name)]  # e.g. trailing commas
     if not sensors:
         raise ReplayInputError(f"{path}: no value columns besides {timestamp_column!r}")
     # The decoder's own parser, so replay and the service agree on every timestamp; its

@@ -193,3 +193,15 @@ def test_help_describes_inputs_outputs_flags_and_an_example(capsys: pytest.Captu
         text = " ".join(capsys.readouterr().out.split())
         missing = [w for w in words if w not in text]
         assert not missing, (command, missing)
+
+
+def test_an_unnamed_column_is_skipped_when_empty_and_an_error_when_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    source = tmp_path / "m.csv"
+    source.write_text("\ufefftimestamp,value,\n2024-01-01 00:00:00,1,\n2024-01-01 00:05:00,2,\n")
+    replayed = replay_file(source, Path("m.csv"), replay_config())  # a BOM, trailing commas
+    assert list(replayed.values) == ["value"] and not replayed.dead_letters
+    source.write_text("timestamp,value,\n2024-01-01 00:00:00,1,7\n")
+    assert main(["replay", str(source), "-o", str(tmp_path / "o"), "--no-progress"]) == 1
+    assert "column 3 ('') has values but no usable name" in capsys.readouterr().err
