@@ -169,7 +169,7 @@ def _report_dead_letters(series: ReplayedSeries) -> None:
     print(
         f"replay: {series.relative_path.as_posix()}: {len(dead)} dead letter(s) "
         f"({', '.join(f'{r} x{n}' for r, n in reasons.most_common())}); first at data row "
-        f"{first.offset + 1} (line {first.offset + 2}): {first.reason}: {first.detail}",
+        f"{first.offset + 1}: {first.reason}: {first.detail}",
         file=sys.stderr,
     )
 

@@ -85,7 +85,9 @@ def read_csv_series(
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        rows = [row for row in reader if row]  # NAB's corpus reader skips blank lines too
+        # (line number, cells); blank lines skipped, as NAB's corpus reader skips them
+        numbered = [(reader.line_num, row) for row in reader if row]
+    rows = [row for _, row in numbered]
     if timestamp_column not in header:
         raise ReplayInputError(
             f"{path}: no timestamp column {timestamp_column!r} (header: {', '.join(header)}); "
@@ -116,7 +118,8 @@ def read_csv_series(
             times[r] = parse_time(stamp)
         except InvalidRecord as exc:
             raise ReplayInputError(
-                f"{path}:{r + 2}: column {timestamp_column!r}: {exc.detail or 'no timestamp'}"
+                f"{path}:{numbered[r][0]} (data row {r + 1}): column {timestamp_column!r}: "
+                f"{exc.detail or 'no timestamp'}"
             ) from None
         timestamps.append(row[t] if t < len(row) else "")
         stamps.append(stamp)

@@ -170,12 +170,12 @@ def test_an_unreadable_timestamp_names_file_row_and_column(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     source = tmp_path / "bad.csv"
-    source.write_text("time,value\n2024-01-01 00:00:00,1\nyesterday,2\n")
+    source.write_text("time,value\n2024-01-01 00:00:00,1\n\nyesterday,2\n")
     assert main(["replay", str(source), "-o", str(tmp_path / "o"), "--no-progress",
                  "--timestamp-column", "time"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"{source}:3: column 'time':" in err and "yesterday" in err
+    assert f"{source}:4 (data row 2): column 'time':" in err and "yesterday" in err
     assert main(["replay", str(source), "-o", str(tmp_path / "o"), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
