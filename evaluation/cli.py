@@ -5,42 +5,90 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anomstream.stream.errors import AnomstreamError
 from anomstream.stream.options import add_config_flags, config_from_args
 
+if TYPE_CHECKING:
+    from anomstream.evaluation.nab_corpus import DataFile
+    from anomstream.evaluation.nab_scorer import ProfileResult
+    from anomstream.evaluation.replay import ReplayedSeries
+
 __all__ = ["register", "run_nab_score", "run_replay"]
 
 REPLAY_HELP = """\
-Run the configured detector over CSV time series offline and write anomaly scores.
+Run CSV time series through the service's own pipeline offline: the same decoding, models and
+alert policy as `anomstream run`, one code path.
 
-INPUT is a CSV file or a directory searched recursively for *.csv. Each file needs a `timestamp`
-column and one or more value columns; every value column gets its own model (as every sensor does
-in the service), readings are scored before they are learned, and a row's score is the highest
-column score. For each input file, OUTPUT/<same relative path> is written in NAB's results format
-`timestamp,value,anomaly_score` (scores in [0, 1]), so `anomstream nab-score OUTPUT` scores it.
+INPUT is a CSV file or a directory searched recursively for *.csv. Each file is one machine,
+named by its path relative to INPUT without the suffix (`realKnownCause/nyc_taxi`), and each
+column other than the timestamp is one of its sensors (columns `anomaly_score` and `label` are
+skipped); every model the service runs for a machine sees them (per-sensor models, and the
+machine-wide one where configured). Row i becomes the record a producer would send: topic `replay`, partition 0, offset i,
+key = machine id, value = the JSON telemetry document (field names from `telemetry.*`),
+timestamp = event time in ms. An empty or non-numeric cell leaves that sensor out of that
+reading; a row the service would refuse (say an infinite value, or no value at all) is a dead
+letter with the decoder's reason, counted on stderr.
+
+Timestamps (column `timestamp`, or --timestamp-column) are ISO-8601 (a zone-less time is UTC,
+as NAB's `2014-04-10 00:00:00`) or epoch seconds / milliseconds, told apart by magnitude as the
+service does (`telemetry.timestamp_unit`). A missing column or a timestamp that cannot be
+parsed stops the replay with the file, row and column named (exit 1).
+
+Per input file, in OUTPUT/<same relative path>:
+  <name>.csv           NAB's results format: timestamp, the value columns, anomaly_score = the
+                       row's machine score (0 during warm-up), so `anomstream nab-score OUTPUT`
+                       scores it;
+  <name>.alerts.jsonl  one alert per line, exactly the `anomstream.alert/v1` documents the
+                       service would publish (firing and resolved; `source.offset` is the row),
+                       so `anomstream nab-score OUTPUT --alerts` scores them. `detected_at` is
+                       the latest event time in the alert's batch (rows go through in batches
+                       of kafka.max_poll_records): deterministic, not a wall clock;
+  <name>.png           with --plot: one panel per sensor (own y-axis) with each alert shaded
+                       from firing to resolved on the sensors it names and its firing reading
+                       marked, a panel of the machine score against alerts.threshold, and the
+                       label windows of --labels shaded.
+
 The detector, its parameters, templates, warm-up and the alert policy come from the same
-configuration the service uses (--config, ANOMSTREAM_* environment, --detector); each file is a
-machine and each column a sensor, so templates match `machine = "<relative path>"` patterns.
+configuration the service uses (--config, ANOMSTREAM_* environment, --detector); templates
+match `machine = "<relative path>"` patterns. No broker and no checkpoint signing key needed.
+
+example:
+  anomstream replay nab/data -o results --plot --labels nab/labels/combined_windows.json
+  anomstream nab-score results --nab nab --alerts
 """
 
 NAB_HELP = """\
 Score a results directory with the Numenta Anomaly Benchmark's method.
 
-RESULTS_DIR holds one CSV with an `anomaly_score` column per NAB data file, named as NAB names
-them (<category>/<detector>_<name>.csv) or as `anomstream replay` writes them
+Raw mode (default): RESULTS_DIR holds one CSV with an `anomaly_score` column per NAB data file,
+named as NAB names them (<category>/<detector>_<name>.csv) or as `anomstream replay` writes them
 (<category>/<name>.csv). For each profile of NAB's config/profiles.json the threshold is optimised
-over the whole corpus; the printed score is normalised (null detector 0, perfect detector 100).
+over the whole corpus: a detector's best case.
+
+--alerts: RESULTS_DIR is a replay output directory, and what is scored are its alert files
+(<category>/<name>.alerts.jsonl): a file's detections are the rows (`source.offset`) of its
+firing alerts, at a fixed threshold and otherwise NAB's rules (probation, earliest detection per
+window, sigmoid-weighted false positives). That is what a user of the configuration receives.
+
+Either way the printed score is normalised (null detector 0, perfect detector 100), per profile,
+with the windows hit (TP), missed (FN) and the false positives (FP); --json prints the same.
+
+example:
+  anomstream replay nab/data -o results
+  anomstream nab-score results --nab nab            # raw scores, best threshold
+  anomstream nab-score results --nab nab --alerts   # the alerts of the configuration
 """
 
 
 def register(subparsers: Any) -> None:
     replay = subparsers.add_parser(
         "replay",
-        help="run the detector over CSV files offline (NAB results format)",
+        help="run CSV files through the service's pipeline offline (scores, alerts, plots)",
         description=REPLAY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -51,7 +99,13 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         type=Path,
         required=True,
-        help="directory the scored CSVs (and PNGs) are written to",
+        help="directory the scored CSVs, alert JSONL files (and PNGs) are written to",
+    )
+    replay.add_argument(
+        "--timestamp-column",
+        metavar="NAME",
+        default="timestamp",
+        help="column holding the event time: ISO-8601 or epoch s/ms (default: timestamp)",
     )
     add_config_flags(replay)
     replay.add_argument("--detector", metavar="NAME", help="detector (default: detector.name)")
@@ -83,6 +137,11 @@ def register(subparsers: Any) -> None:
         required=True,
         help="NAB checkout or copy with data/, labels/ and config/",
     )
+    nab.add_argument(
+        "--alerts",
+        action="store_true",
+        help="score the firing alerts of replay's *.alerts.jsonl files (fixed threshold)",
+    )
     nab.add_argument("--json", action="store_true", help="print the results as JSON")
     nab.set_defaults(func=run_nab_score)
 
@@ -98,6 +157,21 @@ def _label_windows(labels: dict[str, list[tuple[str, str]]], relative: Path) -> 
 def _data_rows(path: Path) -> int:
     with open(path, "rb") as f:
         return max(sum(1 for _ in f) - 1, 0)  # minus the header
+
+
+def _report_dead_letters(series: ReplayedSeries) -> None:
+    """One stderr line per file with dead letters: count, reasons, the first row and why."""
+    dead = series.dead_letters
+    if not dead:
+        return
+    reasons = Counter(d.reason for d in dead)
+    first = dead[0]
+    print(
+        f"replay: {series.relative_path.as_posix()}: {len(dead)} dead letter(s) "
+        f"({', '.join(f'{r} x{n}' for r, n in reasons.most_common())}); first at data row "
+        f"{first.offset + 1}: {first.reason}: {first.detail}",
+        file=sys.stderr,
+    )
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -119,34 +193,49 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.plot:
         from anomstream.evaluation.plot import plot_series
     total = sum(_data_rows(path) for path, _ in inputs)
+    alerts = dead = 0
     with tqdm(
         total=total, unit="reading", unit_scale=True, disable=args.no_progress, desc="replay"
     ) as bar:
         try:
-            for series in iter_replays(inputs, config, bar.update):
+            for series in iter_replays(inputs, config, bar.update, args.timestamp_column):
                 write_results(series, args.output)
+                alerts += sum(1 for a in series.alerts if a["status"] == "firing")
+                dead += len(series.dead_letters)
+                _report_dead_letters(series)
                 if args.plot:
                     target = (args.output / series.relative_path).with_suffix(".png")
                     windows = _label_windows(labels, series.relative_path)
                     plot_series(series, target, config, windows)
         except ValueError as exc:  # a malformed CSV: name it, no traceback
             raise AnomstreamError(str(exc)) from None
-    print(f"replay: {len(inputs)} file(s), {total} readings -> {args.output}", file=sys.stderr)
+    print(
+        f"replay: {len(inputs)} file(s), {total} readings, {alerts} alert(s) fired, "
+        f"{dead} dead letter(s) -> {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
-def run_nab_score(args: argparse.Namespace) -> int:
-    from anomstream.evaluation.nab_corpus import load_corpus, match_results, profiles_in, read_scores
+def _score(
+    args: argparse.Namespace, corpus: dict[str, DataFile]
+) -> tuple[dict[str, ProfileResult], int]:
+    """(results per profile, files scored): raw scores, or the firing alerts with --alerts."""
+    from anomstream.evaluation.nab_alerts import score_alert_rows
+    from anomstream.evaluation.nab_corpus import (
+        ALERTS_SUFFIX,
+        match_results,
+        profiles_in,
+        read_firing_rows,
+        read_scores,
+    )
     from anomstream.evaluation.nab_scorer import score_corpus
 
-    try:
-        corpus = load_corpus(args.nab)
-        profiles = profiles_in(args.nab)
-    except OSError as exc:
-        raise AnomstreamError(f"--nab {args.nab}: {exc}") from None
-    found = match_results(args.results, corpus)
+    profiles = profiles_in(args.nab)
+    found = match_results(args.results, corpus, ALERTS_SUFFIX if args.alerts else ".csv")
     if not found:
-        raise AnomstreamError(f"{args.results}: no results file matches a NAB data file")
+        kind = "alerts file (*.alerts.jsonl)" if args.alerts else "results file"
+        raise AnomstreamError(f"{args.results}: no {kind} matches a NAB data file")
     missing = sorted(set(corpus) - set(found))
     if missing:
         print(
@@ -156,19 +245,39 @@ def run_nab_score(args: argparse.Namespace) -> int:
         )
     scored = {key: corpus[key] for key in found}
     try:
-        results = score_corpus(scored, {k: read_scores(p) for k, p in found.items()}, profiles)
+        if args.alerts:
+            rows = {k: read_firing_rows(p) for k, p in found.items()}
+            return score_alert_rows(scored, rows, profiles), len(found)
+        raw = {k: read_scores(p) for k, p in found.items()}
+        return score_corpus(scored, raw, profiles), len(found)
     except ValueError as exc:  # unreadable results, or rows that do not match the data
         raise AnomstreamError(str(exc)) from None
+
+
+def run_nab_score(args: argparse.Namespace) -> int:
+    from anomstream.evaluation.nab_corpus import load_corpus
+
+    try:
+        corpus = load_corpus(args.nab)
+        results, files = _score(args, corpus)
+    except OSError as exc:
+        raise AnomstreamError(f"--nab {args.nab}: {exc}") from None
+    mode = "alerts" if args.alerts else "raw"
     if args.json:
         print(
             json.dumps(
-                {"files": len(found), "profiles": {k: asdict(v) for k, v in results.items()}},
+                {
+                    "files": files,
+                    "mode": mode,
+                    "profiles": {k: asdict(v) for k, v in results.items()},
+                },
                 indent=2,
             )
         )
         return 0
+    what = "firing alerts at the configuration's policy" if args.alerts else "raw scores"
     print(
-        f"NAB score of {args.results} ({len(found)} files, "
+        f"NAB score of {args.results}, {mode}: {what} ({files} files, "
         f"{next(iter(results.values())).windows} windows)"
     )
     print(f"{'profile':<20} {'score':>7} {'threshold':>14} {'TP':>4} {'FN':>4} {'FP':>6}")

@@ -8,7 +8,8 @@ Layout (as NAB ships it, see `../shared/datasets/nab/README.md`)::
 
 A results directory holds one CSV per data file with an `anomaly_score` column, either as NAB
 names them (`<category>/<detector>_<name>.csv`) or as `anomstream replay` writes them
-(`<category>/<name>.csv`).
+(`<category>/<name>.csv`). Replay also writes each file's alerts, `<category>/<name>.alerts.jsonl`
+(one `anomstream.alert/v1` document per line), which `read_firing_rows` reads.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "ALERTS_SUFFIX",
     "DataFile",
     "Profile",
     "load_corpus",
@@ -30,9 +32,12 @@ __all__ = [
     "load_windows",
     "match_results",
     "profiles_in",
+    "read_firing_rows",
     "read_scores",
     "read_series",
 ]
+
+ALERTS_SUFFIX = ".alerts.jsonl"  # what `anomstream replay` writes next to each results CSV
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,22 @@ def read_scores(path: str | Path) -> np.ndarray:
     return columns["anomaly_score"]
 
 
+def read_firing_rows(path: str | Path) -> list[int]:
+    """The rows (`source.offset`) of the firing alerts in an alerts JSONL file."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                alert = json.loads(line)
+                if alert["status"] == "firing":
+                    rows.append(int(alert["source"]["offset"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: not an alert document ({exc})") from None
+    return rows
+
+
 def load_windows(path: str | Path) -> dict[str, list[tuple[str, str]]]:
     """`combined_windows.json`: data file key -> list of (start, end) timestamp strings."""
     raw = json.loads(Path(path).read_text("utf-8"))
@@ -147,11 +168,14 @@ def load_corpus(nab_dir: str | Path, keys: Iterable[str] | None = None) -> dict[
     return corpus
 
 
-def match_results(results_dir: str | Path, keys: Iterable[str]) -> dict[str, Path]:
+def match_results(
+    results_dir: str | Path, keys: Iterable[str], suffix: str = ".csv"
+) -> dict[str, Path]:
     """Map each data file key to its results file: same category, name equal or `<prefix>_name`.
 
     The longest matching data name wins, so `numenta_speed_6005.csv` is never taken for a data
-    file called `6005.csv`. Data files without results are left out.
+    file called `6005.csv`. Data files without results are left out. `suffix` replaces the
+    data file's `.csv` in the results' names (`ALERTS_SUFFIX` for replay's alert files).
     """
     root = Path(results_dir)
     by_category: dict[str, list[str]] = {}
@@ -164,11 +188,12 @@ def match_results(results_dir: str | Path, keys: Iterable[str]) -> dict[str, Pat
         if not folder.is_dir():
             continue
         longest_first = sorted(names, key=len, reverse=True)
-        for path in sorted(folder.glob("*.csv")):
+        for path in sorted(folder.glob("*" + suffix)):
             for name in longest_first:
-                if path.name == name or path.name.endswith("_" + name):
+                wanted = Path(name).stem + suffix
+                if path.name == wanted or path.name.endswith("_" + wanted):
                     key = f"{category}/{name}"
-                    if key in found and found[key].name == name:
+                    if key in found and found[key].name == wanted:
                         break  # an exact-name file beats a prefixed one
                     found[key] = path
                     break

@@ -72,8 +72,12 @@ class Pipeline:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         models: ModelStore | None = None,
+        on_scored: Callable[[RecordLike, Reading, float], None] | None = None,
     ) -> None:
         self.config = config
+        # Called with (record, reading, machine score) once per processed reading (score 0.0
+        # in warm-up): how `anomstream replay` gets each row's score from this very code path.
+        self.on_scored = on_scored
         self.metrics = metrics
         self.clock = clock
         self.decoder = TelemetryDecoder(config.telemetry)
@@ -134,6 +138,8 @@ class Pipeline:
             # Counted only once the whole reading succeeded: processed + dead-lettered = consumed.
             out.readings += 1
             latencies.append(now - record.timestamp / 1000.0)
+            if self.on_scored is not None:
+                self.on_scored(record, reading, score)
         models.evict_idle(now)
         self._record_metrics(out, consumed, latencies, scores, started, before)
         return out
