@@ -108,6 +108,7 @@ class RelationStats:
                 step *= a_pair
                 m += step
             else:
+                assert not isinstance(w_sel, slice)  # `everyone` is the only slice case
                 block = np.ix_(w_sel, w_sel)
                 m = self.moment[block]
                 m += a_pair * (step - m)

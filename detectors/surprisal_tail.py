@@ -131,7 +131,7 @@ class SurprisalTail:
 
     def _start(self, buffer: list[float]) -> None:
         ordered = sorted(buffer)
-        k = max(1, int(round(self.tail_share * len(ordered))))
+        k = max(1, round(self.tail_share * len(ordered)))
         self._u = ordered[-k - 1]
         excess = [v - self._u for v in ordered[-k:]]
         self._beta = max(sum(excess) / len(excess), self.MIN_BETA)
