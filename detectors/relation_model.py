@@ -43,6 +43,12 @@ _LOG_2 = math.log(2.0)
 # Share of recent readings scoring high that marks a run (a fault) rather than chance: 10 %,
 # ten times the clean rate at protect_score = 0.99.
 _RUN_SHARE = 0.1
+# Readings per scored sensor before the surprisals are calibrated and scored: a precision of
+# k sensors estimated from n readings inflates D² out of sample by about k / n, so calibrating
+# on n < 4k readings would calibrate to the model's own estimation noise (a tail far heavier
+# than the settled model's, which the long memory would then take thousands of readings to
+# forget). Below 8 sensors `grace` is the longer wait anyway.
+_SETTLED = 4
 # Missing-sensor patterns whose precision is cached between refreshes: a machine with a few
 # intermittent sensors has a few patterns; more than this is churn, not worth the memory.
 _PATTERNS = 8
@@ -152,6 +158,7 @@ class RelationModel(AnomalyDetector):
         self._slot = np.zeros(0, dtype=np.intp)
         self._inv_sqrt_diag = np.zeros(0)
         self._scored_names: list[str] = []
+        self._settled = False
         self._sigma: np.ndarray | None = None
         self._sub: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._derive()
@@ -164,12 +171,14 @@ class RelationModel(AnomalyDetector):
         diag = np.diag(stats.precision)
         self._inv_sqrt_diag = 1.0 / np.sqrt(diag) if len(diag) else diag
         self._scored_names = [self._names[i] for i in stats.scored.tolist()]
+        k = len(stats.scored)
+        self._settled = k >= 2 and int(stats.c[stats.scored].min()) >= _SETTLED * k
         self._sigma = None
         self._sub = {}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("last_contributions", "_keys", "_keys_sel", "_slot", "_inv_sqrt_diag", "_scored_names", "_sigma", "_sub"):
+        for name in ("last_contributions", "_keys", "_keys_sel", "_slot", "_inv_sqrt_diag", "_scored_names", "_settled", "_sigma", "_sub"):
             del state[name]
         return dict(sorted(state.items()))  # one byte string per state, however it was built
 
@@ -252,6 +261,8 @@ class RelationModel(AnomalyDetector):
     def _score(self, sel: Selection, z: np.ndarray, warm: np.ndarray) -> tuple[float, float | None, dict[str, float]]:
         """Score, surprisal (None: not scored) and attribution of one standardised reading."""
         stats = self._stats
+        if not self._settled:
+            return 0.0, None, {}
         k = len(self._inv_sqrt_diag)
         if isinstance(sel, slice) and k == stats.size and warm.all():
             # Every sensor present and scored, in index order: the hot path, no reindexing.
