@@ -124,7 +124,8 @@ def tep(directory: Path) -> None:
         wins += better and fault not in UNDETECTABLE
         mark = "*" if fault in UNDETECTABLE else " "
         print(f"{fault:>4}{mark} {(post >= 0.9999).mean():>10.3f} {(pre >= 0.9999).mean():>11.3f} "
-              f"{det99:>9.3f} {(pre >= 0.99).mean():>9.3f} {t2:>7.3f} {q:>7.3f}  {'yes' if better else 'no'}")
+              f"{det99:>9.3f} {(pre >= 0.99).mean():>9.3f} {t2:>7.3f} {q:>7.3f}  "
+              f"{'yes' if better else 'no'}")
     print(f"(* not a target) at or above PCA's better statistic (our share >= 0.99) on {wins} of 18")
     print(f"PCA reference: {PCA_SOURCE}\n{time.perf_counter() - started:.0f} s")
 
@@ -160,9 +161,9 @@ def sim(machines: int = 10, readings: int = 11_000, warmup: int = 1_000) -> None
             kinds.setdefault(fault.kind, []).append((caught, tops[fault.machine][best] == fault.sensor))
         print("simulator faults: kind  count  caught>=.9999  faulty sensor top (of caught)")
         for kind, results in sorted(kinds.items()):
-            caught = [named for hit, named in results if hit]
-            print(f"  {kind:<12} {len(results):>5} {len(caught) / len(results):>13.2f} "
-                  f"{(sum(caught) / len(caught)) if caught else float('nan'):>12.2f}")
+            named = [top_is_faulty for hit, top_is_faulty in results if hit]
+            print(f"  {kind:<12} {len(results):>5} {len(named) / len(results):>13.2f} "
+                  f"{(sum(named) / len(named)) if named else float('nan'):>12.2f}")
 
 
 def main() -> None:

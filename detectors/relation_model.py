@@ -32,14 +32,13 @@ import numpy as np
 from river.base import AnomalyDetector
 
 from anomstream.detectors.relation_stats import RelationStats, Selection
-from anomstream.detectors.surprisal_tail import SurprisalTail, log_normal_sf
+from anomstream.detectors.surprisal_tail import SurprisalTail, chi2_log_sf, max_residual_log_sf
 
 __all__ = ["RelationModel"]
 
 # Scores stop short of 1.0 by this much, so a float threshold below 1 is always comparable and
 # "more anomalous" stays distinguishable from "exactly certain" (which no online model is).
 _MIN_TAIL = 1e-15
-_LOG_2 = math.log(2.0)
 # Share of recent readings scoring high that marks a run (a fault) rather than chance: 10 %,
 # ten times the clean rate at protect_score = 0.99.
 _RUN_SHARE = 0.1
@@ -49,28 +48,14 @@ _RUN_SHARE = 0.1
 # than the settled model's, which the long memory would then take thousands of readings to
 # forget). Below 8 sensors `grace` is the longer wait anyway.
 _SETTLED = 4
+# Attributes rebuilt by `_reset_caches`, never pickled.
+_DERIVED = (
+    "last_contributions", "_keys", "_keys_sel", "_slot", "_inv_sqrt_diag", "_scored_names",
+    "_settled", "_sigma", "_sub",
+)
 # Missing-sensor patterns whose precision is cached between refreshes: a machine with a few
 # intermittent sensors has a few patterns; more than this is churn, not worth the memory.
 _PATTERNS = 8
-
-
-def chi2_log_sf(x: float, k: int) -> float:
-    """ln P(χ²_k > x); Wilson–Hilferty for k >= 3 (relative tail error of a few % at 1e-4, which
-    the empirical calibration absorbs), exact below."""
-    if k == 1:
-        return _LOG_2 + log_normal_sf(math.sqrt(x))
-    if k == 2:
-        return -0.5 * x
-    s = 2.0 / (9.0 * k)
-    return log_normal_sf(((x / k) ** (1.0 / 3.0) - (1.0 - s)) / math.sqrt(s))
-
-
-def max_residual_log_sf(r_max: float, k: int) -> float:
-    """ln P(max of k independent |N(0,1)| > r_max) (Šidák)."""
-    log_p1 = _LOG_2 + log_normal_sf(r_max)
-    if log_p1 < -18.0:  # k * p1 is exact to 1e-8 relative here, and log1p would lose p1
-        return math.log(k) + log_p1
-    return math.log(-math.expm1(k * math.log1p(-math.exp(log_p1))))
 
 
 class RelationModel(AnomalyDetector):
@@ -178,7 +163,7 @@ class RelationModel(AnomalyDetector):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("last_contributions", "_keys", "_keys_sel", "_slot", "_inv_sqrt_diag", "_scored_names", "_settled", "_sigma", "_sub"):
+        for name in _DERIVED:
             del state[name]
         return dict(sorted(state.items()))  # one byte string per state, however it was built
 
@@ -258,7 +243,9 @@ class RelationModel(AnomalyDetector):
                 self._derive()
         return score, contributions
 
-    def _score(self, sel: Selection, z: np.ndarray, warm: np.ndarray) -> tuple[float, float | None, dict[str, float]]:
+    def _score(
+        self, sel: Selection, z: np.ndarray, warm: np.ndarray
+    ) -> tuple[float, float | None, dict[str, float]]:
         """Score, surprisal (None: not scored) and attribution of one standardised reading."""
         stats = self._stats
         if not self._settled:
@@ -266,7 +253,8 @@ class RelationModel(AnomalyDetector):
         k = len(self._inv_sqrt_diag)
         if isinstance(sel, slice) and k == stats.size and warm.all():
             # Every sensor present and scored, in index order: the hot path, no reindexing.
-            precision, inv_sqrt_diag, zs, names_idx = stats.precision, self._inv_sqrt_diag, z, stats.scored
+            precision, inv_sqrt_diag = stats.precision, self._inv_sqrt_diag
+            zs, names_idx = z, stats.scored
         else:
             idx = np.arange(stats.size)[sel]
             slot = self._slot[idx]
@@ -285,7 +273,8 @@ class RelationModel(AnomalyDetector):
         d2 = float(zs @ y)
         r = y * inv_sqrt_diag
         r2 = r * r
-        surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(math.sqrt(float(r2.max())), k))
+        r_max = math.sqrt(float(r2.max()))
+        surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
         if not self._tail.ready:
             return 0.0, surprisal, {}
         score = 1.0 - max(math.exp(self._tail.log_tail(surprisal)), _MIN_TAIL)

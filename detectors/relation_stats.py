@@ -75,7 +75,9 @@ class RelationStats:
         z = (values - mean) / np.sqrt(np.where(warm, var, 1.0))
         return z, warm
 
-    def learn(self, sel: Selection, values: np.ndarray, z: np.ndarray, warm: np.ndarray, weight: float) -> None:
+    def learn(
+        self, sel: Selection, values: np.ndarray, z: np.ndarray, warm: np.ndarray, weight: float
+    ) -> None:
         """Learn one reading: the moments of the warm sensors (with the z the reading was scored
         on), then every present sensor's mean and variance. `sel` is the sensors' indices, or
         `slice(None)` for a reading of every sensor (views instead of copies: the hot path)."""

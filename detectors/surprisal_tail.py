@@ -1,5 +1,8 @@
 """Self-calibrating tail probability of a surprisal, for scores that mean "1 in N clean readings".
 
+Also the nominal log tails the surprisals start from (normal, chi-square, largest of k normal
+residuals), computed in log space so nothing saturates or underflows far out in the tail.
+
 A multivariate statistic (a Mahalanobis distance, the largest standardised residual) has a
 nominal tail probability `p` under "Gaussian and independent readings". Its surprisal
 `e = -ln p` is then exactly Exp(1) distributed, whatever the dimension. Real telemetry is
@@ -25,9 +28,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SurprisalTail", "log_normal_sf"]
+__all__ = ["SurprisalTail", "chi2_log_sf", "log_normal_sf", "max_residual_log_sf"]
 
 _LOG_HALF_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
 
 
 def log_normal_sf(z: float) -> float:
@@ -38,6 +42,25 @@ def log_normal_sf(z: float) -> float:
     # Mills-ratio asymptotic series; erfc underflows to 0 near z = 38.
     inv2 = 1.0 / (z * z)
     return -0.5 * z * z - math.log(z) - _LOG_HALF_SQRT_2PI + math.log1p(-inv2 + 3.0 * inv2 * inv2)
+
+
+def chi2_log_sf(x: float, k: int) -> float:
+    """ln P(χ²_k > x); Wilson–Hilferty for k >= 3 (relative tail error of a few % at 1e-4, which
+    the empirical calibration absorbs), exact below."""
+    if k == 1:
+        return _LOG_2 + log_normal_sf(math.sqrt(x))
+    if k == 2:
+        return -0.5 * x
+    s = 2.0 / (9.0 * k)
+    return log_normal_sf(((x / k) ** (1.0 / 3.0) - (1.0 - s)) / math.sqrt(s))
+
+
+def max_residual_log_sf(r_max: float, k: int) -> float:
+    """ln P(max of k independent |N(0,1)| > r_max) (Šidák)."""
+    log_p1 = _LOG_2 + log_normal_sf(r_max)
+    if log_p1 < -18.0:  # Bonferroni's k * p1 is within 1e-6 relative here; exp() may underflow
+        return math.log(k) + log_p1
+    return math.log(-math.expm1(k * math.log1p(-math.exp(log_p1))))
 
 
 class SurprisalTail:

@@ -18,6 +18,7 @@ from test_detector_checks import DATASET_CHECKS, MODEL_CHECKS
 
 from anomstream.detectors.registry import build_detector
 from anomstream.detectors.relation_model import RelationModel
+from anomstream.detectors.surprisal_tail import chi2_log_sf, log_normal_sf, max_residual_log_sf
 
 SENSORS = ["load", "speed", "current", "temp", "vibration"]
 # current = 2 load + speed + noise; temp and vibration follow load and speed too.
@@ -159,7 +160,8 @@ def test_pickle_is_small() -> None:
 def test_same_input_same_scores() -> None:
     data = machine(1500, seed=8)
     first, second = RelationModel(), RelationModel()
-    assert [first.score_learn_one(x) for x in rows(data)] == [second.score_learn_one(x) for x in rows(data)]
+    scores = [first.score_learn_one(x) for x in rows(data)]
+    assert scores == [second.score_learn_one(x) for x in rows(data)]
 
 
 def test_a_change_for_good_is_learned_eventually() -> None:
@@ -222,3 +224,20 @@ def test_fused_score_learn_matches_score_then_learn() -> None:
 def test_the_registry_builds_it_with_params() -> None:
     model = build_detector("relations", {"memory": 500})
     assert isinstance(model, RelationModel) and model.memory == 500
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 52])
+@pytest.mark.parametrize("q", [0.5, 1e-2, 1e-4, 1e-12])
+def test_nominal_tails_match_scipy(k: int, q: float) -> None:
+    from scipy import stats
+
+    x = float(stats.chi2.isf(q, k))
+    # Wilson–Hilferty: within 10 % of ln q down to 1e-12 (the empirical tail absorbs the rest).
+    assert chi2_log_sf(x, k) == pytest.approx(math.log(q), rel=0.1 if k > 2 else 1e-9)
+    r = float(stats.norm.isf(-math.expm1(math.log1p(-q) / k) / 2.0))  # Šidák level of the max
+    assert max_residual_log_sf(r, k) == pytest.approx(math.log(q), rel=1e-6)
+
+
+def test_normal_log_tail_does_not_underflow() -> None:
+    assert log_normal_sf(40.0) == pytest.approx(-804.608, rel=1e-5)
+    assert math.isfinite(log_normal_sf(1e6))
