@@ -232,8 +232,9 @@ def test_nominal_tails_match_scipy(k: int, q: float) -> None:
     from scipy import stats
 
     x = float(stats.chi2.isf(q, k))
-    # Wilson–Hilferty: within 10 % of ln q down to 1e-12 (the empirical tail absorbs the rest).
-    assert chi2_log_sf(x, k) == pytest.approx(math.log(q), rel=0.1 if k > 2 else 1e-9)
+    # Wilson–Hilferty for k > 2: ln p within 4 % down to 1e-4, 13 % at 1e-12.
+    tolerance = 1e-9 if k <= 2 else (0.04 if q >= 1e-4 else 0.15)
+    assert chi2_log_sf(x, k) == pytest.approx(math.log(q), rel=tolerance)
     r = float(stats.norm.isf(-math.expm1(math.log1p(-q) / k) / 2.0))  # Šidák level of the max
     assert max_residual_log_sf(r, k) == pytest.approx(math.log(q), rel=1e-6)
 
