@@ -275,11 +275,17 @@ class RelationModel(AnomalyDetector):
         r2 = r * r
         r_max = math.sqrt(float(r2.max()))
         surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
+        if surprisal != surprisal:  # NaN from inf - inf in an absurd reading: maximally surprising
+            surprisal = math.inf
         if not self._tail.ready:
             return 0.0, surprisal, {}
         score = 1.0 - max(math.exp(self._tail.log_tail(surprisal)), _MIN_TAIL)
         total = float(r2.sum())
-        if score <= 0.0 or total <= 0.0:
+        if not math.isfinite(total):  # squares overflowed: shares from residuals scaled to <= 1
+            r = r / float(np.abs(r).max())
+            r2 = np.nan_to_num(r * r)
+            total = float(r2.sum())
+        if score <= 0.0 or not total > 0.0:
             return 0.0, surprisal, {}
         if names_idx is stats.scored:
             names = self._scored_names

@@ -242,3 +242,19 @@ def test_nominal_tails_match_scipy(k: int, q: float) -> None:
 def test_normal_log_tail_does_not_underflow() -> None:
     assert log_normal_sf(40.0) == pytest.approx(-804.608, rel=1e-5)
     assert math.isfinite(log_normal_sf(1e6))
+
+
+def test_absurd_values_keep_scores_and_shares_sane() -> None:
+    """What the decoder lets through (|x| <= 1e38, denormals) never breaks the model."""
+    from anomstream.stream.telemetry import MAX_ABS_VALUE
+
+    model = warm_model(600)
+    for value in (MAX_ABS_VALUE, -MAX_ABS_VALUE, 5e-324, 0.0):
+        x = dict(zip(SENSORS, machine(1, seed=12)[0].tolist()))
+        x["current"] = value
+        score = model.score_learn_one(x)
+        assert 0.0 <= score < 1.0
+        assert math.isclose(sum(model.last_contributions.values()), 1.0, abs_tol=1e-9)
+        assert top(model.last_contributions) == "current"
+    clean = [model.score_learn_one(x) for x in rows(machine(300, seed=13))]
+    assert np.mean(np.array(clean) >= 0.9999) < 0.05  # the extremes did not wreck the model
