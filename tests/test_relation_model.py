@@ -258,3 +258,19 @@ def test_absurd_values_keep_scores_and_shares_sane() -> None:
         assert top(model.last_contributions) == "current"
     clean = [model.score_learn_one(x) for x in rows(machine(300, seed=13))]
     assert np.mean(np.array(clean) >= 0.9999) < 0.05  # the extremes did not wreck the model
+
+
+def test_an_indefinite_moment_matrix_still_gives_a_bounded_precision() -> None:
+    """Pairwise updates of partial readings can leave the moments indefinite; the precision then
+    comes from floored eigenvalues instead of a plain inverse."""
+    from anomstream.detectors.relation_stats import RelationStats
+
+    stats = RelationStats(memory=1000, grace=1)
+    stats.grow(3)
+    stats.c[:] = 1000
+    # Pairwise "correlations" no joint distribution has: 0.99, 0.99 and -0.99.
+    stats.moment[:] = [[1.0, 0.99, 0.99], [0.99, 1.0, -0.99], [0.99, -0.99, 1.0]]
+    stats.refresh()
+    eigenvalues = np.linalg.eigvalsh(stats.precision)
+    assert np.isfinite(eigenvalues).all() and eigenvalues.min() > 0
+    assert eigenvalues.max() <= 2 / 1e-3 + 1e-6  # 1 / (lam / 2), lam >= 1e-3
