@@ -5,6 +5,7 @@ from anomstream.detectors.entities import ModelStore
 from anomstream.detectors.ewm_zscore import EWMZScore
 from anomstream.detectors.policy import AlertPolicy, PolicyState, Transition
 from anomstream.detectors.registry import DETECTORS, build_detector
+from anomstream.detectors.relation_model import RelationModel
 
 __all__ = [
     "DETECTORS",
@@ -12,6 +13,7 @@ __all__ = [
     "EWMZScore",
     "ModelStore",
     "PolicyState",
+    "RelationModel",
     "TailProbability",
     "Transition",
     "build_detector",

@@ -16,6 +16,7 @@ from river.base import AnomalyDetector
 
 from anomstream.detectors.calibration import TailProbability
 from anomstream.detectors.ewm_zscore import EWMZScore
+from anomstream.detectors.relation_model import RelationModel
 from anomstream.detectors.shape_novelty import ShapeNovelty
 from anomstream.stream.errors import ConfigError
 
@@ -63,6 +64,10 @@ DETECTORS: dict[str, DetectorSpec] = {
     ),
     "hst": DetectorSpec("River HalfSpaceTrees on min-max scaled input, calibrated", _hst),
     "sad": DetectorSpec("River StandardAbsoluteDeviation, calibrated", _sad),
+    "relations": DetectorSpec(
+        "per-machine model of the relations between sensors (EW precision matrix), with attribution",
+        lambda seed, **params: RelationModel(**params),  # deterministic: no seed
+    ),
 }
 
 
