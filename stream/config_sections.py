@@ -214,7 +214,7 @@ class DetectorConfig(_Section):
     sensor takes about 5.7 KB, so 128 stay near 730 KB. Heavier detectors need a lower cap."""
     params: Params = {}
     """Keyword arguments of the detector."""
-    machine_model: str = ""
+    machine_model: str = "relations"
     """Machine-wide model next to the per-sensor models (`entity = "sensor"` only): it sees
     every sensor of a reading at once and attributes its score to them, so it catches faults
     that break the relations between sensors while each stays in its range. Empty: none."""

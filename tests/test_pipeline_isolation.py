@@ -105,7 +105,8 @@ def test_a_machine_cannot_grow_past_its_sensor_budget() -> None:
     assert out.readings == 3
     (letter,) = out.dead_letters
     assert dict(letter.headers)[DLQ_REASON_HEADER] == b"too_many_sensors"
-    assert len(pipeline.models) == cap + 1
+    # cap sensor models of "wide", one of "other", and each machine's machine-wide model
+    assert len(pipeline.models) == cap + 1 + 2
     assert (
         registry.get_sample_value(
             "anomstream_readings_rejected_total", {"reason": "too_many_sensors"}
