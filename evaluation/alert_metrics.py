@@ -153,12 +153,35 @@ class AlertMetrics:
     def detected_episodes(self) -> int:
         return sum(e.detected for e in self.episodes)
 
+    @property
+    def mean_delay_rows(self) -> float | None:
+        """Mean delay of the detected episodes, in rows."""
+        delays = [e.delay_rows for e in self.episodes if e.delay_rows is not None]
+        return float(np.mean(delays)) if delays else None
+
+    @property
+    def mean_delay_seconds(self) -> float | None:
+        delays = [e.delay_seconds for e in self.episodes if e.delay_seconds is not None]
+        return float(np.mean(delays)) if delays else None
+
+    @property
+    def max_resolution_rows(self) -> int | None:
+        """The slowest resolution among the detected episodes whose alert resolves."""
+        rows = [e.resolution_rows for e in self.episodes if e.resolution_rows is not None]
+        return max(rows) if rows else None
+
+    @property
+    def unresolved_episodes(self) -> int:
+        """Detected episodes whose last alert never resolves."""
+        return sum(e.detected and e.resolution_rows is None for e in self.episodes)
+
     def to_dict(self) -> dict[str, Any]:
         counts = asdict(self.counts)
         counts.update(clean_rows=self.counts.clean_rows, fn_rows=self.counts.fn_rows)
         derived = (
             "precision", "recall", "f1", "false_alarm_rate", "missed_alarm_rate",
             "false_alerts_per_10k", "clean_time_in_alert", "detected_episodes",
+            "mean_delay_rows", "mean_delay_seconds", "max_resolution_rows", "unresolved_episodes",
         )  # fmt: skip
         return {
             "counts": counts,
@@ -169,7 +192,7 @@ class AlertMetrics:
 
 def combine(metrics: Iterable[AlertMetrics]) -> AlertMetrics:
     """The total over several streams: counts summed, episodes listed one after another."""
-    counts, episodes = AlertCounts(), []
+    counts, episodes = AlertCounts(), list[EpisodeResult]()
     for m in metrics:
         counts += m.counts
         episodes.extend(m.episodes)

@@ -75,6 +75,7 @@ SUBCOMMAND_MODULES = (
     "anomstream.stream.commands.simulate",
     "anomstream.stream.commands.info",
     "anomstream.evaluation.cli",
+    "anomstream.evaluation.evaluate_cli",
 )
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from anomstream.evaluation.alert_metrics import (
     AlertCounts,
     Episode,
@@ -113,7 +112,7 @@ def test_empty_stream() -> None:
     assert all(
         v is None
         for v in (m.precision, m.recall, m.f1, m.false_alarm_rate, m.missed_alarm_rate,
-                  m.false_alerts_per_10k, m.clean_time_in_alert)  # fmt: skip
+                  m.false_alerts_per_10k, m.clean_time_in_alert)
     )
 
 

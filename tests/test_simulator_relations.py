@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from anomstream.stream.simulator import (
     FAULT_KINDS,
     RELATION_FAULT_KINDS,
