@@ -418,10 +418,8 @@ class Simulator:
         return targets
 
     def _duty_load(self, idx: np.ndarray) -> np.ndarray:
-        """The duty cycle's load in [0, 1], (B, machines), at reading indices `idx` (B,) or
-        (B, machines)."""
-        idx = idx if idx.ndim == 2 else idx[:, None]
-        position = ((idx + self._phase) % self._period) / self._period
+        """The duty cycle's load in [0, 1], (B, machines), at reading indices `idx` (B,)."""
+        position = ((idx[:, None] + self._phase) % self._period) / self._period
         ramp = self._ramp
         # Trapezoid: rise over `ramp`, hold for `duty`, fall over `ramp`, idle for the rest.
         return np.clip(np.minimum(position / ramp, (2 * ramp + self._duty - position) / ramp), 0, 1)
@@ -448,12 +446,14 @@ class Simulator:
         # One load jitter per machine and step, shared by all sensors: it is what makes them
         # correlate even while the duty cycle holds still.
         values = self._targets(idx, self._signal_rng.normal(0.0, 0.03, (steps, m)))
+        in_block: list[list[Fault]] = []
         for machine in range(m):
             self._schedule_random(machine, start + steps)
-            for fault in self._live[machine]:
-                if fault.start_index < start + steps and fault.end_index > start and (
-                    fault.kind in RELATION_FAULT_KINDS
-                ):
+            live = self._live[machine]
+            live[:] = [f for f in live if f.end_index > start]
+            in_block.append([f for f in live if f.start_index < start + steps])
+            for fault in in_block[machine]:
+                if fault.kind in RELATION_FAULT_KINDS:
                     # On the target, before the thermal lag: a temperature that follows another
                     # load still lags behind it (and settles back over a few readings after).
                     self._break_relation(values, start, machine, fault)
@@ -463,11 +463,7 @@ class Simulator:
         values += self._noise_sd * self._signal_rng.standard_normal((steps, m, len(SENSORS)))
         stuck: list[tuple[int, Fault]] = []
         for machine in range(m):
-            live = self._live[machine]
-            live[:] = [f for f in live if f.end_index > start]
-            for fault in live:
-                if fault.start_index >= start + steps:
-                    break
+            for fault in in_block[machine]:
                 if fault.kind in RELATION_FAULT_KINDS:
                     continue  # applied to the targets above
                 if fault.kind == "stuck":
