@@ -50,6 +50,7 @@ example:
   anomstream replay plant/ -o results/
   anomstream evaluate results/ --labels plant/ --label-column fault
   anomstream evaluate results/ --labels episodes.json --json
+  anomstream evaluate results/ --labels episodes.json --from-row 500   # 500 rows of history
 """
 
 # Epoch values above this are milliseconds (1e11 s is the year 5138, 1e11 ms March 1973),
@@ -74,13 +75,25 @@ def register(subparsers: Any) -> None:
         "--label-column", metavar="NAME", default="label",
         help="label column of labelled CSVs (default: label)",
     )  # fmt: skip
+    parser.add_argument(
+        "--from-row", metavar="N", type=_non_negative, default=0,
+        help="score rows N.. only: earlier rows are history the models learn from (an alert "
+        "open across row N still counts; default 0)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(func=run_evaluate)
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     found = _results(args.results)
-    labels = _Labels(args.labels, args.label_column, single=len(found) == 1)
+    labels = _Labels(args.labels, args.label_column, single=len(found) == 1, from_row=args.from_row)
     per_file: dict[str, AlertMetrics] = {}
     for relative, csv_path, alerts_path in found:
         times = _event_times(csv_path)
@@ -184,8 +197,8 @@ def _read_alerts(path: Path) -> list[dict[str, Any]]:
 class _Labels:
     """Labels of each results file, from a directory of CSVs, one CSV or a JSON of episodes."""
 
-    def __init__(self, path: Path, column: str, *, single: bool) -> None:
-        self.path, self.column = path, column
+    def __init__(self, path: Path, column: str, *, single: bool, from_row: int = 0) -> None:
+        self.path, self.column, self.from_row = path, column, from_row
         self._episodes: dict[str, Any] | None = None
         if path.is_file() and path.suffix.lower() == ".json":
             try:
@@ -204,7 +217,8 @@ class _Labels:
 
     def evaluate(self, relative: str, times: np.ndarray, alerts: list[dict]) -> AlertMetrics:
         if self._episodes is None:
-            return evaluate_alerts(times, alerts, labels=self._rows(relative, times))
+            labels = self._rows(relative, times)
+            return evaluate_alerts(times, alerts, labels=labels, scored_from=self._start(times))
         episodes = self._episodes.get(_strip_csv(relative))
         if episodes is None:
             raise AnomstreamError(f"--labels {self.path}: no episodes for {relative!r}")
@@ -218,7 +232,14 @@ class _Labels:
                     f"--labels {self.path}: {relative!r} episode [{start}, {end}] is not inside "
                     f"rows 0..{len(times) - 1}"
                 )
-        return evaluate_alerts(times, alerts, episodes=[tuple(e) for e in episodes])
+        return evaluate_alerts(
+            times, alerts, episodes=[tuple(e) for e in episodes], scored_from=self._start(times)
+        )
+
+    def _start(self, times: np.ndarray) -> int:
+        if self.from_row > len(times):
+            raise AnomstreamError(f"--from-row {self.from_row}: the results have {len(times)} rows")
+        return self.from_row
 
     def _rows(self, relative: str, times: np.ndarray) -> np.ndarray:
         path = self.path if self.path.is_file() else self.path / relative

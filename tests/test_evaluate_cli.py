@@ -169,3 +169,17 @@ def test_missing_results_and_alerts_are_errors(
     (results / "plant/a.alerts.jsonl").write_text('{"status": "firing"}\n')
     assert main(["evaluate", str(results), "--labels", str(labels)]) == 1
     assert "a.alerts.jsonl:1: not an alert document" in capsys.readouterr().err
+
+
+def test_from_row_scores_after_the_history_only(
+    tmp_path: Path, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    episodes = tmp_path / "episodes.json"
+    episodes.write_text(json.dumps({"plant/a.csv": [[5, 9]], "plant/b.csv": [[14, 17]]}))
+    report = _evaluate(capsys, str(results), "--labels", str(episodes), "--from-row", "8")
+    a, b = report["files"]["plant/a.csv"], report["files"]["plant/b.csv"]
+    assert a["counts"]["rows"] == 12 and a["counts"]["tp_rows"] == 2  # rows 8, 9 of a1
+    assert a["counts"]["alerts"] == 0  # a1 fired at row 6, in the history
+    assert b["counts"]["false_alerts"] == 0 and b["counts"]["fp_rows"] == 0
+    assert main(["evaluate", str(results), "--labels", str(episodes), "--from-row", "21"]) == 1
+    assert "--from-row 21: the results have 20 rows" in capsys.readouterr().err
