@@ -151,7 +151,8 @@ def main() -> int:
                 f"{'yes' if row['alert_open_from_history'] else '':>4}"
             )
     targets = [r for r in rows if r["target_fault"]]
-    wins = sum(r["at_or_above_pca"] for r in targets)
+    # An alert open since the history covers the fault without having detected it: no win.
+    wins = sum(r["at_or_above_pca"] and not r["alert_open_from_history"] for r in targets)
     pre_onset = [r["false_alarm_rate_pre_onset"] for r in rows]
     summary = {
         "faults_at_or_above_pca": wins,
@@ -166,7 +167,8 @@ def main() -> int:
     }
     print("open: an alert fired in the d00 history is still open at test sample 1")
     print(f"(* fault 3, 9 or 15: not a target)\nat or above PCA's better statistic on {wins} of "
-          f"{len(targets)} target faults (issue 10: at least 15 of 18)")  # fmt: skip
+          f"{len(targets)} target faults (issue 10: at least 15 of 18; a fault under an alert "
+          "open from the history does not count)")  # fmt: skip
     print(f"clean run d00 + d00_te: false-alarm rate {_fmt(clean.false_alarm_rate, '.4f')} on "
           f"{clean.counts.rows} samples, {clean.counts.alerts} alerts"
           f"{' (one open from the history)' if clean_open else ''} (issue 10: at most 0.01); "
