@@ -76,6 +76,7 @@ SUBCOMMAND_MODULES = (
     "anomstream.stream.commands.simulate",
     "anomstream.stream.commands.info",
     "anomstream.evaluation.cli",
+    "anomstream.evaluation.evaluate_cli",
 )
 
 

@@ -6,9 +6,17 @@ thermal lag, speed dips slightly under load, pressure follows with its own noise
 wave moves temperature (and a little pressure) on top. Faults are added on top of that clean
 signal and labelled, so detectors can be scored against the labels.
 
+Two kinds of fault exist. The marginal ones (`FAULT_KINDS`: spike, level shift, drift, stuck,
+noise burst) take a sensor out of what it normally reads. The relation faults
+(`RELATION_FAULT_KINDS`) keep every sensor inside its normal range and only break how one sensor
+follows the load: `decouple` makes it follow the duty cycle shifted in phase (a current that no
+longer follows the load the others show), `relation_drift` makes its gain to the load fade
+slowly. Only a model of the relations between sensors can see those.
+
 Randomness is split into independent, seeded streams (machine profiles, signal noise, fault
 schedule per machine, fault noise), so the clean signal of a seed is the same whether faults are
-injected or not: a faulty stream differs from the clean one only inside its fault windows.
+injected or not: a faulty stream differs from the clean one only inside its fault windows (but
+for a relation fault on temperature, which settles back through the thermal lag after its end).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import orjson
 __all__ = [
     "DEFAULT_FAULT_RATE",
     "FAULT_KINDS",
+    "RELATION_FAULT_KINDS",
     "SENSORS",
     "Fault",
     "FaultSpec",
@@ -37,7 +46,10 @@ __all__ = [
 ]
 
 SENSORS = ("temp_c", "vib_rms", "current_a", "pressure_bar", "speed_rpm")
+# Random faults draw from these unless `Simulator(fault_kinds=...)` says otherwise.
 FAULT_KINDS = ("spike", "level_shift", "drift", "stuck", "noise_burst")
+RELATION_FAULT_KINDS = ("decouple", "relation_drift")
+_ALL_KINDS = FAULT_KINDS + RELATION_FAULT_KINDS
 DEFAULT_FAULT_RATE = 2.0
 
 _TEMP, _PRESSURE = SENSORS.index("temp_c"), SENSORS.index("pressure_bar")
@@ -72,10 +84,17 @@ _FAULT_SHAPES: dict[str, tuple[tuple[int, int], tuple[float, float]]] = {
     "drift": ((80, 200), (3.5, 5.5)),
     "stuck": ((40, 120), (0.0, 0.0)),
     "noise_burst": ((30, 90), (1.5, 3.0)),
+    # Relation faults: the phase shift as a share of the duty period (half: loaded while the
+    # machine idles), and the share of the load gain lost by the end of a drift. Several duty
+    # cycles long (60-200 readings each), so the broken relation shows over whole cycles.
+    "decouple": ((150, 400), (0.35, 0.65)),
+    "relation_drift": ((300, 600), (0.6, 0.9)),
 }
 # Magnitude of an explicit `FaultSpec` that gives none.
 _TYPICAL_MAGNITUDE = {"spike": 5.0, "level_shift": 3.5, "drift": 4.5, "stuck": 0.0,
-                      "noise_burst": 2.0}  # fmt: skip
+                      "noise_burst": 2.0, "decouple": 0.5, "relation_drift": 0.8}  # fmt: skip
+# Kinds whose magnitude has no sign (random faults draw no direction for them).
+_UNSIGNED = ("stuck", "noise_burst", *RELATION_FAULT_KINDS)
 # Quiet readings between two random faults on one machine, so an alert can resolve in between.
 _SETTLE = 100
 # Steps generated per numpy block: large enough to amortise numpy calls, small enough that the
@@ -90,7 +109,10 @@ class Fault:
     `start_index`/`end_index` count the machine's own readings (end exclusive); `start_ts` and
     `end_ts` are the event times of those two readings, in epoch seconds. `magnitude` is in units
     of the sensor's normal spread: the offset of `spike` and `level_shift`, the offset reached at
-    the end of a `drift`, the sd of the added noise of a `noise_burst`; 0 for `stuck`.
+    the end of a `drift`, the sd of the added noise of a `noise_burst`; 0 for `stuck`. For the
+    relation faults it is a share: of the duty period the sensor's load is shifted by
+    (`decouple`, in (0, 1)), of the sensor's load gain lost by the fault's end
+    (`relation_drift`, in (0, 1]). `sensor` is the sensor whose relation breaks.
     """
 
     machine: str
@@ -155,6 +177,9 @@ class Simulator:
         Faults to inject instead of random ones (an empty sequence also means a clean stream).
     warmup
         No random fault starts before this reading index, so detectors can learn first.
+    fault_kinds
+        Kinds random faults are drawn from (default `FAULT_KINDS`; add
+        `RELATION_FAULT_KINDS` for faults that only break a relation between sensors).
 
     Examples
     --------
@@ -180,6 +205,7 @@ class Simulator:
         fault_rate: float = DEFAULT_FAULT_RATE,
         faults: Sequence[FaultSpec] | None = None,
         warmup: int = 300,
+        fault_kinds: Sequence[str] = FAULT_KINDS,
     ) -> None:
         if machines < 1:
             raise ValueError(f"machines must be >= 1, got {machines}")
@@ -189,12 +215,16 @@ class Simulator:
             raise ValueError(f"fault_rate must be >= 0, got {fault_rate}")
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
+        unknown = [k for k in fault_kinds if k not in _ALL_KINDS]
+        if unknown or not fault_kinds:
+            raise ValueError(f"fault_kinds must be some of {_ALL_KINDS}, got {tuple(fault_kinds)}")
         self.machines = machines
         self.seed = seed
         self.interval = float(interval)
         self.start_time = time.time() if start_time is None else float(start_time)
         self.fault_rate = float(fault_rate)
         self.warmup = warmup
+        self.fault_kinds = tuple(fault_kinds)
         self.machine_ids = tuple(f"{_KINDS[m % len(_KINDS)]}-{m + 1:02d}" for m in range(machines))
 
         profile_ss, signal_ss, fault_ss, schedule_ss = np.random.SeedSequence(seed).spawn(4)
@@ -315,11 +345,15 @@ class Simulator:
             raise ValueError(f"fault machine {spec.machine!r} is not one of {self.machine_ids}")
         if spec.sensor not in SENSORS:
             raise ValueError(f"fault sensor {spec.sensor!r} is not one of {SENSORS}")
-        if spec.kind not in FAULT_KINDS:
-            raise ValueError(f"fault kind {spec.kind!r} is not one of {FAULT_KINDS}")
+        if spec.kind not in _ALL_KINDS:
+            raise ValueError(f"fault kind {spec.kind!r} is not one of {_ALL_KINDS}")
         if spec.start_index < 0 or spec.duration < 1:
             raise ValueError(f"fault needs start_index >= 0 and duration >= 1, got {spec}")
         magnitude = _TYPICAL_MAGNITUDE[spec.kind] if spec.magnitude is None else spec.magnitude
+        if spec.kind == "decouple" and not 0 < magnitude < 1:
+            raise ValueError(f"decouple magnitude is a share of the period in (0, 1), got {magnitude}")
+        if spec.kind == "relation_drift" and not 0 < magnitude <= 1:
+            raise ValueError(f"relation_drift magnitude is a share of the gain in (0, 1], got {magnitude}")
         return self._make_fault(
             m, spec.sensor, spec.kind, spec.start_index, spec.duration, magnitude
         )
@@ -352,11 +386,11 @@ class Simulator:
         rng = self._schedule_rngs[m]
         while self._next_random_start[m] < horizon:
             start = int(self._next_random_start[m])
-            kind = FAULT_KINDS[rng.integers(len(FAULT_KINDS))]
+            kind = self.fault_kinds[rng.integers(len(self.fault_kinds))]
             (low, high), (small, large) = _FAULT_SHAPES[kind]
             duration = int(rng.integers(low, high + 1))
-            # Stuck and noise bursts have no direction; offsets go either way.
-            sign = 1.0 if kind in ("stuck", "noise_burst") else float(rng.choice((-1.0, 1.0)))
+            # Stuck, noise bursts and relation faults have no direction; offsets go either way.
+            sign = 1.0 if kind in _UNSIGNED else float(rng.choice((-1.0, 1.0)))
             magnitude = round(sign * rng.uniform(small, large), 3)
             sensor = SENSORS[rng.integers(len(SENSORS))]
             self._add(self._make_fault(m, sensor, kind, start, duration, magnitude))
@@ -376,16 +410,34 @@ class Simulator:
     def _targets(self, idx: np.ndarray, load_jitter: Any) -> np.ndarray:
         """Noise-free sensor values (B, machines, sensors) at reading indices `idx`, before the
         thermal lag."""
-        position = ((idx[:, None] + self._phase) % self._period) / self._period
-        ramp = self._ramp
-        # Trapezoid: rise over `ramp`, hold for `duty`, fall over `ramp`, idle for the rest.
-        load = np.clip(np.minimum(position / ramp, (2 * ramp + self._duty - position) / ramp), 0, 1)
-        load = load + load_jitter
+        load = self._duty_load(idx) + load_jitter
         ambient = np.sin(2 * math.pi * idx[:, None] / self._ambient_period + self._ambient_phase)
         targets = self._idle + self._gain * load[:, :, None]
         targets[:, :, _TEMP] += 1.2 * ambient
         targets[:, :, _PRESSURE] += 0.03 * ambient
         return targets
+
+    def _duty_load(self, idx: np.ndarray) -> np.ndarray:
+        """The duty cycle's load in [0, 1], (B, machines), at reading indices `idx` (B,)."""
+        position = ((idx[:, None] + self._phase) % self._period) / self._period
+        ramp = self._ramp
+        # Trapezoid: rise over `ramp`, hold for `duty`, fall over `ramp`, idle for the rest.
+        return np.clip(np.minimum(position / ramp, (2 * ramp + self._duty - position) / ramp), 0, 1)
+
+    def _break_relation(self, targets: np.ndarray, start: int, m: int, fault: Fault) -> None:
+        """Move one sensor's noise-free target off the load the machine's other sensors follow,
+        within the range the load cycle spans: the sensor reads what it could read normally."""
+        lo, hi = max(fault.start_index, start), min(fault.end_index, start + len(targets))
+        s = SENSORS.index(fault.sensor)
+        idx = np.arange(lo, hi)
+        load = self._duty_load(idx)[:, m]
+        if fault.kind == "decouple":
+            shift = round(fault.magnitude * self._period[m])
+            new_load = self._duty_load(idx + shift)[:, m]
+        else:  # relation_drift: the gain fades linearly to (1 - magnitude) of itself
+            done = (idx - fault.start_index + 1) / (fault.end_index - fault.start_index)
+            new_load = load * (1.0 - fault.magnitude * done)
+        targets[lo - start : hi - start, m, s] += self._gain[m, s] * (new_load - load)
 
     def _block(self, start: int, steps: int) -> np.ndarray:
         """Readings `start`..`start+steps-1` of every machine, faults applied and rounded."""
@@ -394,18 +446,26 @@ class Simulator:
         # One load jitter per machine and step, shared by all sensors: it is what makes them
         # correlate even while the duty cycle holds still.
         values = self._targets(idx, self._signal_rng.normal(0.0, 0.03, (steps, m)))
+        in_block: list[list[Fault]] = []
+        for machine in range(m):
+            self._schedule_random(machine, start + steps)
+            live = self._live[machine]
+            live[:] = [f for f in live if f.end_index > start]
+            in_block.append([f for f in live if f.start_index < start + steps])
+            for fault in in_block[machine]:
+                if fault.kind in RELATION_FAULT_KINDS:
+                    # On the target, before the thermal lag: a temperature that follows another
+                    # load still lags behind it (and settles back over a few readings after).
+                    self._break_relation(values, start, machine, fault)
         values[:, :, _TEMP], self._temp_state = _thermal_lag(
             values[:, :, _TEMP], self._alpha, self._temp_state
         )
         values += self._noise_sd * self._signal_rng.standard_normal((steps, m, len(SENSORS)))
         stuck: list[tuple[int, Fault]] = []
         for machine in range(m):
-            self._schedule_random(machine, start + steps)
-            live = self._live[machine]
-            live[:] = [f for f in live if f.end_index > start]
-            for fault in live:
-                if fault.start_index >= start + steps:
-                    break
+            for fault in in_block[machine]:
+                if fault.kind in RELATION_FAULT_KINDS:
+                    continue  # applied to the targets above
                 if fault.kind == "stuck":
                     stuck.append((machine, fault))  # frozen after rounding, as sent
                 else:
