@@ -169,7 +169,7 @@ def test_installed_command_help_and_config() -> None:
     assert script.parent == Path(sys.executable).parent
     help_text = subprocess.run([*ANOMSTREAM, "--help"], capture_output=True, text=True, timeout=60)
     assert help_text.returncode == 0, help_text.stderr
-    for command in ("run", "demo", "simulate", "replay", "nab-score", "detectors", "config"):
+    for command in ("run", "demo", "simulate", "replay", "nab-score", "evaluate", "detectors", "config"):
         assert command in help_text.stdout
     config = subprocess.run([*ANOMSTREAM, "config"], capture_output=True, text=True, timeout=60)
     assert config.returncode == 0, config.stderr
