@@ -12,9 +12,10 @@ with `anomstream.evaluation.alert_metrics` on the 960 test samples:
 - false-alarm rate: share of samples 1-160 inside an alert; and, for `d00.dat` followed by
   `d00_te.dat`, of all 960 clean test samples (the clean false-alarm rate after warm-up).
 
-Beside each fault: the detection rates (1 - missed detection rate) of PCA's T² and Q statistics
-as published by Chiang, Russell & Braatz (see `PUBLISHED_SOURCE`), and whether ours is at or
-above the better of the two. Issue 10's target: on at least 15 of the 18 faults other than 3, 9
+Beside each fault: the detection rates of the reference method, offline PCA with T² and Q at
+99 % limits fitted on `d00.dat`, computed in the same run (`bench/tep_pca.py`, sample-wise
+flags as the protocol counts them), and whether ours is at or above the better of the two; and,
+for context, the rates recalled from Chiang, Russell & Braatz's table (see `PUBLISHED_SOURCE`). Issue 10's target: on at least 15 of the 18 faults other than 3, 9
 and 15, and false alarms on at most 1 % of clean samples.
 
     .venv/bin/python bench/tep.py [--data DIR] [--faults 1 2 ...] [--json FILE]
@@ -36,6 +37,7 @@ from anomstream.evaluation.alert_metrics import AlertMetrics, alert_intervals, e
 from anomstream.evaluation.replay import replay_file
 from anomstream.stream.alerts import iso_time
 from anomstream.stream.config import Config, load_config
+from tep_pca import PcaMonitor
 
 HISTORY, TEST, ONSET = 500, 960, 160  # samples; the fault starts after test sample 160
 STEP_SECONDS = 180.0  # TEP's sampling interval, 3 minutes
@@ -96,9 +98,11 @@ def score_run(path: Path, config: Config, faulty: bool) -> tuple[AlertMetrics, b
     return metrics, any(i.start < HISTORY and i.end > open_at for i in intervals)
 
 
-def fault_row(fault: int, m: AlertMetrics, open_from_history: bool) -> dict[str, Any]:
+def fault_row(
+    fault: int, m: AlertMetrics, open_from_history: bool, pca: tuple[float, float]
+) -> dict[str, Any]:
     t2, q = PUBLISHED_MISSED[fault]
-    best = 1.0 - min(t2, q)
+    best = max(pca)
     episode = m.episodes[0]
     rate = m.recall or 0.0
     return {
@@ -109,8 +113,10 @@ def fault_row(fault: int, m: AlertMetrics, open_from_history: bool) -> dict[str,
         "false_alarm_rate_pre_onset": m.false_alarm_rate,
         "alerts": m.counts.alerts,
         "alert_open_from_history": open_from_history,
-        "pca_t2_detection_rate": round(1.0 - t2, 3),
-        "pca_q_detection_rate": round(1.0 - q, 3),
+        "pca_t2_detection_rate": round(pca[0], 3),
+        "pca_q_detection_rate": round(pca[1], 3),
+        "published_t2_detection_rate": round(1.0 - t2, 3),
+        "published_q_detection_rate": round(1.0 - q, 3),
         "at_or_above_pca": rate >= best,
         "target_fault": fault not in UNDETECTABLE,
     }
@@ -130,6 +136,8 @@ def main() -> int:
     # The shipped defaults, nothing from the environment; replay keeps no state.
     config = load_config(environ={}, overrides={"state.enabled": False})
     history = read_dat(args.data / "d00.dat")
+    pca = PcaMonitor.fit(history)
+    clean_t2, clean_q = pca.flags(read_dat(args.data / "d00_te.dat"))
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anomstream-tep-") as tmp:
@@ -137,11 +145,14 @@ def main() -> int:
         write_run(clean_path, history, read_dat(args.data / "d00_te.dat"))
         clean, clean_open = score_run(clean_path, config, faulty=False)
         print(f"{'fault':>5} {'detect':>7} {'PCA T2':>7} {'PCA Q':>7} {'>=PCA':>6} "
-              f"{'delay':>6} {'min':>6} {'FAR<161':>8} {'alerts':>6} {'open':>4}")  # fmt: skip
+              f"{'delay':>6} {'min':>6} {'FAR<161':>8} {'alerts':>6} {'open':>4} "
+              f"{'pub T2':>7} {'pub Q':>7}")  # fmt: skip
         for fault in args.faults:
             path = Path(tmp) / f"d{fault:02d}_te.csv"
-            write_run(path, history, read_dat(args.data / f"d{fault:02d}_te.dat"))
-            row = fault_row(fault, *score_run(path, config, faulty=True))
+            test = read_dat(args.data / f"d{fault:02d}_te.dat")
+            write_run(path, history, test)
+            t2, q = pca.flags(test[ONSET:])
+            row = fault_row(fault, *score_run(path, config, faulty=True), (t2.mean(), q.mean()))
             rows.append(row)
             mark = "yes" if row["at_or_above_pca"] else "no"
             print(
@@ -149,7 +160,8 @@ def main() -> int:
                 f"{row['pca_q_detection_rate']:7.3f} {mark + ('' if row['target_fault'] else '*'):>6} "
                 f"{_fmt(row['delay_samples'], 'd'):>6} {_fmt(row['delay_minutes'], '.0f'):>6} "
                 f"{_fmt(row['false_alarm_rate_pre_onset'], '.3f'):>8} {row['alerts']:>6} "
-                f"{'yes' if row['alert_open_from_history'] else '':>4}"
+                f"{'yes' if row['alert_open_from_history'] else '':>4} "
+                f"{row['published_t2_detection_rate']:7.3f} {row['published_q_detection_rate']:7.3f}"
             )
     targets = [r for r in rows if r["target_fault"]]
     # An alert open since the history covers the onset without having detected it: no win.
@@ -165,6 +177,8 @@ def main() -> int:
         "mean_false_alarm_rate_pre_onset": float(np.mean(pre_onset)) if pre_onset else None,
         "seconds": round(time.perf_counter() - started, 1),
         "published_source": PUBLISHED_SOURCE,
+        "pca_components": pca.components,
+        "pca_clean_false_alarm_rate": {"t2": float(clean_t2.mean()), "q": float(clean_q.mean())},
     }
     print("open: an alert fired in the d00 history is still open at the onset (sample 161)")
     print(f"(* fault 3, 9 or 15: not a target)\nat or above PCA's better statistic on {wins} of "
@@ -174,7 +188,9 @@ def main() -> int:
           f"{clean.counts.rows} samples, {clean.counts.alerts} alerts"
           f"{' (one open from the history)' if clean_open else ''} (issue 10: at most 0.01); "
           f"pre-onset mean {_fmt(summary['mean_false_alarm_rate_pre_onset'], '.4f')}")  # fmt: skip
-    print(f"PCA reference: {PUBLISHED_SOURCE}\n{summary['seconds']} s")
+    print(f"PCA T2/Q (this run): {pca.components} components by parallel analysis, 99 % limits; "
+          f"its own false-alarm rate on d00_te: T2 {clean_t2.mean():.3f}, Q {clean_q.mean():.3f}")
+    print(f"pub T2/Q: {PUBLISHED_SOURCE}\n{summary['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps({"faults": rows, "summary": summary}, indent=2) + "\n")
     return 0
