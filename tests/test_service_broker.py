@@ -123,7 +123,7 @@ def test_dead_letters_metrics_and_health(kafka_broker: str, unique: str) -> None
         assert _sample(metrics, "anomstream_readings_rejected_total", f'{{reason="{reason}"}}') == 1
     assert _sample(metrics, "anomstream_readings_scored_total") == 300 * 5  # 5 sensors, no warm-up
     assert _sample(metrics, "anomstream_end_to_end_latency_seconds_count") == 300
-    assert _sample(metrics, "anomstream_active_models") == 2 * 5
+    assert _sample(metrics, "anomstream_active_models") == 2 * (5 + 1)  # sensor models + machine model
     assert _sample(metrics, "anomstream_partitions_assigned") == 2
     assert 'anomstream_build_info{' in metrics
     dead = read_topic(kafka_broker, config.kafka.dlq_topic)
