@@ -207,11 +207,12 @@ class DetectorConfig(_Section):
     """Readings per entity that are learned but never alert."""
     max_entities: PositiveInt = 100000
     """Most live models; the least recently seen are evicted beyond."""
-    max_sensors_per_machine: PositiveInt = 128
+    max_sensors_per_machine: PositiveInt = 100
     """Most sensors of one machine; a reading that would add more is dead-lettered
     (`too_many_sensors`). A machine's state is one changelog record, which Kafka caps at 1 MB by
     default (producer max_request_size, broker message.max.bytes): a learned default-detector
-    sensor takes about 5.7 KB, so 128 stay near 730 KB. Heavier detectors need a lower cap."""
+    sensor takes about 5.7 KB, and the machine-wide `relations` model two p x p float matrices
+    (16 p² bytes), so 100 sensors stay near 730 KB. Heavier detectors need a lower cap."""
     params: Params = {}
     """Keyword arguments of the detector."""
     machine_model: str = "relations"
