@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
 from nab_drive import drive
 
 from anomstream.detectors.registry import build_detector

@@ -26,16 +26,16 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from nab_drive import drive, step_policy
 from river.base import AnomalyDetector
 
-from nab_drive import drive, step_policy
-
 from anomstream.detectors.policy import AlertPolicy
+from anomstream.evaluation.nab_alerts import score_alert_rows
 from anomstream.evaluation.nab_corpus import (
     DataFile,
     load_corpus,
@@ -45,9 +45,7 @@ from anomstream.evaluation.nab_corpus import (
     read_series,
 )
 from anomstream.evaluation.nab_scorer import Sweep
-from anomstream.stream.config import Config
-from anomstream.evaluation.nab_alerts import score_alert_rows
-from anomstream.stream.config import load_config
+from anomstream.stream.config import Config, load_config
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}

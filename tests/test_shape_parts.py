@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from anomstream.detectors.alarm_memory import AlarmMemory, signature
-from anomstream.detectors.policy import AlertPolicy, PolicyState
 from anomstream.detectors.coarse_scale import CoarseTrack
 from anomstream.detectors.period_tracker import PeriodTracker
+from anomstream.detectors.policy import AlertPolicy, PolicyState
 from anomstream.detectors.shape_novelty import _RARE_REPEATS, ShapeNovelty
 from anomstream.detectors.shape_state import ShapeState
 from anomstream.detectors.spread_channel import SpreadTrack, log_spread
