@@ -18,11 +18,14 @@ such reading (`min_run` = 1; `instant_threshold` then changes nothing unless `mi
 spends a tenth of the budget: a tenfold margin for sensors whose tails are heavier than the
 calibration assumes, and a fault's first reading that extreme pages at once instead of three
 readings late. `critical_threshold` = 0.999999 (1 in a million) marks what no clean day explains.
-`clear_threshold` = 0.99: a reading more unusual than 1 in 100 is still evidence that the fault
-is there (the detector's persistence score of a level 2.6 standard deviations off its baseline);
-`clear_run` = 20 readings below it in a row resolve the alert: on a clean sensor 20 readings in a
-row under a 1-in-100 tail happen at once four times in five (0.99**20 ~ 0.82), so an alert
-resolves about 20 readings after the evidence stops. `cooldown` = 100 readings: longer than the
+`clear_threshold` = 0.95: a reading more unusual than 1 in 20 is still evidence that the fault is
+there (the detector's persistence score of a level two standard deviations off its baseline);
+`clear_run` = 30 readings below it in a row resolve the alert. On a clean sensor a 1-in-20
+reading comes about every 20 readings, so 30 in a row without one means the evidence has
+stopped, while a fault whose evidence comes and goes with a duty cycle (a drift seen at the peaks
+of each load cycle) keeps one alert; an alert thus resolves about 30 readings after its evidence
+stops.
+`cooldown` = 100 readings: longer than the
 detector's recent picture of a sensor (72 readings), so a fault that has just ended is out of
 that picture before the machine may alert again, and short next to the 10,000 readings of the
 false-alert budget.
@@ -133,8 +136,8 @@ class AlertPolicy:
     critical_threshold: float = 0.999999
     instant_threshold: float = 0.99999
     min_run: int = 1
-    clear_threshold: float = 0.99
-    clear_run: int = 20
+    clear_threshold: float = 0.95
+    clear_run: int = 30
     cooldown: int = 100
 
     @classmethod
