@@ -26,7 +26,7 @@ from anomstream.detectors.spread_channel import SpreadTrack, log_spread
 
 DAY = 288  # readings per synthetic cycle
 TROUGH = 3 * DAY // 4  # phase of the sine's minimum
-ECHO_CAP = 0.99999  # what a reading that is not a record is capped at (== 1 - 1e-5 exactly)
+ECHO_CAP = 0.99999  # five nines: the shipped alert threshold (echoes were once capped here)
 ALARM = 0.999996  # about the score of `alarm_surprise` (75): 1 - exp(-75 / 6)
 WIDTH = 9  # picture width with the defaults: 8 block means and the value
 TAU = 0.02  # `memory_tau`'s default
