@@ -3,9 +3,9 @@
     python bench/nab_cost.py                    # the registry's default detector
     python bench/nab_cost.py --detector hst
 
-Throughput is measured exactly as `anomstream replay` runs (`anomstream.evaluation.replay.replay_series`:
-score then learn, one `{"value": v}` dict per reading) in this single process, over every NAB
-file. State size is `len(pickle.dumps(model))` after the first 10,000 readings of each NAB file
+Throughput is measured as the service drives a sensor's model (`nab_drive.drive`: the first
+`detector.warmup` readings learned only, then score then learn, one `{"value": v}` dict per
+reading) in this single process, over every NAB file. State size is `len(pickle.dumps(model))` after the first 10,000 readings of each NAB file
 that long, plus a white-noise series (the least compressible signal); the largest is reported.
 """
 
@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from nab_drive import drive
 
-
-from anomstream.detectors.entities import Entity
 from anomstream.detectors.registry import build_detector
 from anomstream.evaluation.nab_corpus import load_windows, read_series
-from anomstream.evaluation.replay import replay_series
+from anomstream.stream.config import load_config
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 STATE_READINGS = 10_000
@@ -49,11 +48,10 @@ def main() -> int:
     data = series()
     nab = {k: v for k, v in data.items() if not k.startswith("synthetic/")}
     readings = sum(len(v) for v in nab.values())
+    warmup = load_config(environ={}, overrides={"state.enabled": False}).detector.warmup
     started = time.process_time()  # CPU time of this process: per-core throughput
     for values in nab.values():
-        replay_series(
-            {"value": values}, lambda _c: Entity(build_detector(args.detector, params), "bench")
-        )
+        drive(values, build_detector(args.detector, params), warmup)
     cpu = time.process_time() - started
     sizes = {}
     for key, values in data.items():

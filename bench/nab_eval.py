@@ -1,12 +1,19 @@
 """Research harness: run a detector over the NAB corpus in-process and score it, with 2-fold split.
 
-Replays exactly as `anomstream replay` does (`anomstream.evaluation.replay.replay_series`: one model per
-series, `{"value": v}`, score then learn), in parallel over files, and scores with the same
-`anomstream.evaluation.nab_scorer`. The 2-fold split alternates files within each category (sorted by
-name), so both halves see every kind of series.
+Drives one model per series as the service's pipeline does (`nab_drive.drive`: the first
+`detector.warmup` readings learned only, then score-then-learn of `{"value": v}`), in parallel
+over files, and scores with the same `anomstream.evaluation.nab_scorer`. The 2-fold split
+alternates files within each category (sorted by name), so both halves see every kind of series.
 
-    python bench/nab_eval.py --detector default                      # the registry's default
-    python bench/nab_eval.py --cls detectors.x:Cls --params '{"a": 1}'  # any class, any params
+Raw: the score column at the threshold that suits each part best (and, out of sample, at the
+other half's). `--alerts`: what the service sends, too. The shipped `[alerts]` policy is stepped
+over each file (`nab_drive.step_policy`) and its firing rows are the detections
+(`anomstream.evaluation.nab_alerts.score_alert_rows`), at no threshold search; printed beside
+the raw numbers, with the share of time inside an alert outside the label windows.
+
+    python bench/nab_eval.py --detector default --alerts              # the registry's default
+    python bench/nab_eval.py --cls anomstream.detectors.x:Cls --params '{"a": 1}'  # any class
+    python bench/nab_eval.py --alerts --policy '{"min_run": 1}'        # another alert policy
     python bench/nab_eval.py --results /tmp/nab-default               # score replay output
 """
 
@@ -20,12 +27,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from nab_drive import drive, step_policy
+from river.base import AnomalyDetector
 
-
-from anomstream.detectors.entities import Entity
+from anomstream.detectors.policy import AlertPolicy
+from anomstream.evaluation.nab_alerts import score_alert_rows
 from anomstream.evaluation.nab_corpus import (
     DataFile,
     load_corpus,
@@ -35,7 +45,7 @@ from anomstream.evaluation.nab_corpus import (
     read_series,
 )
 from anomstream.evaluation.nab_scorer import Sweep
-from anomstream.evaluation.replay import replay_series
+from anomstream.stream.config import Config, load_config
 
 NAB = Path(__file__).resolve().parents[2] / "shared/datasets/nab"
 SHORT = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
@@ -53,22 +63,26 @@ def folds(keys: list[str]) -> tuple[list[str], list[str]]:
     return a, b
 
 
-def make_factory(spec: str, params: Mapping) -> Callable[[str], Entity]:
+def make_factory(spec: str, params: Mapping) -> Callable[[], AnomalyDetector]:
     """A fresh model per series: a registry name, or `module:Class` for research variants."""
     if ":" in spec:
         module, name = spec.split(":")
         cls = getattr(importlib.import_module(module), name)
-        return lambda _column: Entity(cls(**params), spec)
+        return lambda: cls(**params)
     from anomstream.detectors.registry import build_detector
 
-    return lambda _column: Entity(build_detector(spec, params, seed=0), spec)
+    return lambda: build_detector(spec, params, seed=0)
+
+
+def _config() -> Config:
+    return load_config(environ={}, overrides={"state.enabled": False})  # offline: no checkpoints
 
 
 def _run_one(job: tuple[str, str, dict]) -> tuple[str, np.ndarray, float]:
     key, spec, params = job
     _, values = read_series(NAB / "data" / key)
     start = time.perf_counter()
-    scores = replay_series({"value": values["value"]}, make_factory(spec, params))["value"]
+    scores = drive(values["value"], make_factory(spec, params)(), _config().detector.warmup)
     return key, scores, time.perf_counter() - start
 
 
@@ -108,6 +122,53 @@ def print_report(out: dict) -> None:
         print(f"{SHORT[pname]:>5}: {cells}  thr={r.threshold:.10g} tp={r.tp} fp={r.fp}")
 
 
+def alert_report(
+    corpus: Mapping[str, DataFile], scores: Mapping[str, np.ndarray], policy: AlertPolicy
+) -> dict:
+    """Alert level: per profile, the full corpus and both halves at `policy`'s firing rows; and
+    the share of rows outside the label windows that are inside an alert."""
+    profiles = profiles_in(NAB)
+    traces = {key: step_policy(scores[key], policy) for key in corpus}
+    a, b = folds(list(corpus))
+    out: dict = {}
+    for name, keys in (("all", list(corpus)), ("A", a), ("B", b)):
+        part = {k: corpus[k] for k in keys}
+        out[name] = score_alert_rows(part, {k: traces[k].fired for k in keys}, profiles)
+    clean = inside = 0
+    for key, data in corpus.items():
+        outside = np.ones(data.n_rows, dtype=bool)
+        for first, last in data.windows:
+            outside[first : last + 1] = False
+        clean += int(outside.sum())
+        inside += int((traces[key].inside & outside).sum())
+    out["clean_share"] = inside / clean
+    out["longest"] = max(_longest_run(t.inside) for t in traces.values())
+    return out
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    best = run = 0
+    for flag in flags.tolist():
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
+
+
+def print_alerts(raw: dict, alerts: dict, policy: AlertPolicy) -> None:
+    print(f"alert level at {policy}")
+    for pname in raw:
+        cells = "  ".join(
+            f"{part}={alerts[part][pname].score:6.2f} (raw {raw[pname][part].score:6.2f})"
+            for part in ("all", "A", "B")
+        )
+        r = alerts["all"][pname]
+        print(f"{SHORT[pname]:>5}: {cells}  tp={r.tp} fn={r.fn} fp={r.fp}")
+    print(
+        f"clean rows inside an alert: {100 * alerts['clean_share']:.2f} %, "
+        f"longest alert {alerts['longest']} rows"
+    )
+
+
 def print_details(
     corpus: Mapping[str, DataFile], scores: Mapping[str, np.ndarray], threshold: float
 ) -> None:
@@ -126,7 +187,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path, help="score this results directory instead")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--detail", action="store_true", help="per-file breakdown")
-    parser.add_argument("--keys", help="comma-separated subset: 'A', 'B' or category prefixes")
+    parser.add_argument("--alerts", action="store_true", help="alert level too (shipped [alerts])")
+    parser.add_argument("--policy", default="{}", help="JSON overrides of the [alerts] policy")
     args = parser.parse_args()
     corpus = load_corpus(NAB)
     if args.results:
@@ -140,6 +202,9 @@ def main() -> int:
         print(f"replayed in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     out = report(corpus, scores)
     print_report(out)
+    if args.alerts:
+        policy = replace(AlertPolicy.from_config(_config().alerts), **json.loads(args.policy))
+        print_alerts(out, alert_report(corpus, scores, policy), policy)
     if args.detail:
         print_details(corpus, scores, out["standard"]["all"].threshold)
     return 0

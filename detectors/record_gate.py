@@ -1,14 +1,9 @@
-"""Is this the most surprising reading in a while? A constant-size sliding maximum, plus a
-refractory period after an alarm.
+"""Is this the most surprising reading in a while? A constant-size sliding maximum.
 
-One fault makes many surprising readings in a row, and an operator (like the NAB score, which
-charges every extra alarm) wants one alarm for it. `RecordGate` remembers the largest surprise of
-each of the last `blocks` blocks of readings, so "larger than everything in the last ~N readings"
-costs `blocks` floats instead of N, whatever N is.
-
-A growing burst (97, 161, 187, 214, 378 ...) makes a new record at each step. After an alarm-sized
-record, the next `refractory` readings must beat it by a factor (`escalation`) to count as a new
-alarm: a fault that gets much worse still alarms, the same fault climbing does not.
+One fault makes many surprising readings in a row; only the most surprising of them is news.
+`RecordGate` remembers the largest surprise of each of the last `blocks` blocks of readings, so
+"larger than everything in the last ~N readings" costs `blocks` floats instead of N, whatever N
+is. `ShapeNovelty` gives a record its full score and deflates the rest (echoes).
 """
 
 from __future__ import annotations
@@ -23,30 +18,26 @@ __all__ = ["RecordGate"]
 class RecordGate:
     """Maxima of the last few blocks of surprises; `bar` is what a record must beat."""
 
-    __slots__ = ("alarm", "alarm_until", "current", "maxima", "older", "seen")
+    __slots__ = ("current", "maxima", "older", "seen")
 
     def __init__(self) -> None:
         self.maxima: list[float] = []  # one per completed block, oldest first
         self.older = 0.0  # their maximum (0 for none): changes once a block, read every reading
         self.current = 0.0  # maximum of the block being filled
         self.seen = 0
-        self.alarm = 0.0  # escalated bar after the last alarm-sized record ...
-        self.alarm_until = 0  # ... valid until this reading count
 
     def __getstate__(self) -> tuple:
-        return (self.maxima, self.current, self.seen, self.alarm, self.alarm_until)
+        return (self.maxima, self.current, self.seen)
 
     def __setstate__(self, state: tuple) -> None:
-        # checkpoints written before the refractory period existed hold three fields
-        self.maxima, self.current, self.seen, self.alarm, self.alarm_until = (*state, 0.0, 0)[:5]
+        # checkpoints written while an alarm raised the bar (a refractory period) hold two more
+        # fields: dropped, the bar is the plain maximum again
+        self.maxima, self.current, self.seen = state[:3]
         self.older = max(self.maxima, default=0.0)  # not pickled: follows from `maxima`
 
     def bar(self) -> float:
         older = self.older
-        bar = older if older > self.current else self.current  # max(current, older)
-        if self.seen < self.alarm_until and self.alarm > bar:
-            return self.alarm
-        return bar
+        return older if older > self.current else self.current  # max(current, older)
 
     def add(self, surprise: float, window: int, blocks: int = 10) -> None:
         """Remember `surprise`; the bar covers the last `window` readings (to a block)."""
@@ -60,8 +51,3 @@ class RecordGate:
             if len(self.maxima) > blocks:
                 del self.maxima[0]
             self.older = max(self.maxima, default=0.0)
-
-    def alarmed(self, surprise: float, refractory: int, escalation: float) -> None:
-        """A record of `surprise` was an alarm: raise the bar for the next `refractory` readings."""
-        self.alarm = escalation * surprise
-        self.alarm_until = self.seen + refractory

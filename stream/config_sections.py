@@ -229,11 +229,11 @@ class AlertsConfig(_Section):
     """When scores become alerts: `anomstream.detectors.policy.AlertPolicy`'s parameters."""
 
     threshold: UnitInterval = AlertPolicy.threshold
-    """Score at or above which a reading is anomalous (0.9999 ~ a 1-in-10,000 reading)."""
+    """Score at or above which a reading is anomalous (0.99999 ~ a 1-in-100,000 reading)."""
     critical_threshold: UnitInterval = AlertPolicy.critical_threshold
     """Peak score that makes an alert critical."""
     instant_threshold: UnitInterval = AlertPolicy.instant_threshold
-    """One reading this extreme fires at once (short spikes)."""
+    """One reading this extreme fires at once (matters only if `min_run` > 1)."""
     min_run: PositiveInt = AlertPolicy.min_run
     """Consecutive anomalous readings before an alert fires."""
     clear_threshold: UnitInterval = AlertPolicy.clear_threshold
