@@ -117,7 +117,7 @@ def fault_row(
         "pca_q_detection_rate": round(pca[1], 3),
         "published_t2_detection_rate": round(1.0 - t2, 3),
         "published_q_detection_rate": round(1.0 - q, 3),
-        "at_or_above_pca": rate >= best,
+        "at_or_above_pca": bool(rate >= best),
         "target_fault": fault not in UNDETECTABLE,
     }
 

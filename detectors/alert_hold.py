@@ -6,7 +6,7 @@ which the alert policy needs (to keep an alert open while the fault lasts), so i
 the scale of every other score, a tail probability, and the policy's thresholds alone decide
 what it means:
 
-``erfc(z / sqrt(2))``, the two-sided normal tail of ``z``, the distance of the mean of the recent
+``erfc(z / sqrt(2))``, the two-sided normal tail of ``z``, the distance of the median of the recent
 readings from the long-run EW baseline in long-run standard deviations (the persistence score
 is one minus it). It is deliberately conservative: the mean of k readings is measured against
 the spread of *single* readings (for independent readings its own spread is sqrt(k) times

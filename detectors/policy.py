@@ -13,11 +13,13 @@ policy alone turns them into alerts:
   not open a second alert.
 
 The defaults follow from a false-alert budget of at most 1 alert per 10,000 clean readings. A
-reading at `threshold` = 0.99999 is a 1-in-100,000 event on clean data, so firing on any single
-such reading (`min_run` = 1; `instant_threshold` then changes nothing unless `min_run` is raised)
-spends a tenth of the budget: a tenfold margin for sensors whose tails are heavier than the
-calibration assumes, and a fault's first reading that extreme pages at once instead of three
-readings late. `critical_threshold` = 0.999999 (1 in a million) marks what no clean day explains.
+reading at `threshold` = 0.99999 is a 1-in-100,000 event on clean data; `min_run` = 2 such
+readings in a row are needed, because the scores are calibrated only roughly (a young model, a
+sensor with heavier tails than its detector assumes: single clean readings at 1 - 1e-6 were
+measured in the simulator), and one glitching sample must not page anyone; two independent
+1-in-100,000 readings in a row are a 1-in-10^10 event. A single reading beyond
+`instant_threshold` = 0.9999999 (1 in 10 million) pages at once, so a short spike is not missed.
+`critical_threshold` = 0.999999 (1 in a million) marks what no clean day explains.
 `clear_threshold` = 0.95: a reading more unusual than 1 in 20 is still evidence that the fault is
 there (the detector's persistence score of a level two standard deviations off its baseline);
 `clear_run` = 30 readings below it in a row resolve the alert. On a clean sensor a 1-in-20
@@ -134,8 +136,8 @@ class AlertPolicy:
 
     threshold: float = 0.99999
     critical_threshold: float = 0.999999
-    instant_threshold: float = 0.99999
-    min_run: int = 1
+    instant_threshold: float = 0.9999999
+    min_run: int = 2
     clear_threshold: float = 0.95
     clear_run: int = 30
     cooldown: int = 0

@@ -506,12 +506,17 @@ class ShapeNovelty(AnomalyDetector):
         return 1.0 - (hold if hold < tail else tail)  # the stronger evidence: min of the tails
 
     def _recent(self, s: ShapeState, v: float) -> float:
-        """Mean of the last `block_size` readings, this one included."""
+        """Median of the last `block_size` readings, this one included: the level the sensor
+        holds. A median, not a mean: one spike must not look like a level that persists (with
+        a mean, the `block_size` readings after a spike all scored as a held level shift)."""
         size = self.block_size
         ring = s.ring
         if len(ring) < size - 1:
             return v
-        return (sum(ring[1 - size :]) + v) / size
+        recent = ring[1 - size :]
+        recent.append(v)
+        recent.sort()
+        return recent[size // 2]
 
     def learn_one(self, x: dict) -> None:
         for name, value in x.items():

@@ -233,7 +233,7 @@ class AlertsConfig(_Section):
     critical_threshold: UnitInterval = AlertPolicy.critical_threshold
     """Peak score that makes an alert critical."""
     instant_threshold: UnitInterval = AlertPolicy.instant_threshold
-    """One reading this extreme fires at once (matters only if `min_run` > 1)."""
+    """One reading this extreme fires at once (short spikes), whatever `min_run`."""
     min_run: PositiveInt = AlertPolicy.min_run
     """Consecutive anomalous readings before an alert fires."""
     clear_threshold: UnitInterval = AlertPolicy.clear_threshold

@@ -66,7 +66,12 @@ def test_head_gives_the_headers_without_a_body(server: HttpServer, path: str) ->
     head = _request(server, "HEAD", path)
     assert head.status == get.status == 200
     assert head.getheader("Content-Type") == get.getheader("Content-Type")
-    assert int(head.getheader("Content-Length")) == len(body) > 0
+    if path == "/healthz":
+        # its body carries the loop's silence in seconds, which may gain a digit between the two
+        # requests: the HEAD's length is of the body it would have sent, a moment later
+        assert abs(int(head.getheader("Content-Length")) - len(body)) <= 2 and len(body) > 0
+    else:
+        assert int(head.getheader("Content-Length")) == len(body) > 0
     assert head.read() == b""
 
 
