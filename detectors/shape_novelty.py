@@ -485,17 +485,19 @@ class ShapeNovelty(AnomalyDetector):
         return best
 
     def _is_record(self, s: ShapeState, surprise: float, v: float) -> bool:
-        """Does reading `v` beat the bar? A stuck run is a record once, at its start: the rest
-        of the run keeps the stuck term (its alert stays open) but is an echo."""
-        if surprise <= s.records.bar():
-            return False
+        """Is reading `v` evidence of its own, not an echo? A record beats the bar; and every
+        reading of a stuck run is evidence, as every reading of a held level is: the run goes
+        on being wrong (a sensor that rarely repeats itself does not repeat itself this long),
+        so its readings keep their tail and its alert stays open while it lasts."""
         ring = s.ring
-        return not (
+        if (
             ring
             and v == ring[-1]
             and s.repeats >= self.stuck_run
             and s.repeat_share < _RARE_REPEATS
-        )
+        ):
+            return True
+        return surprise > s.records.bar()
 
     def _score(self, s: ShapeState, surprise: float, record: bool, recent: float) -> float:
         """`recent` is `self._recent(s, v)` for the reading scored."""
