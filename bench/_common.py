@@ -1,5 +1,5 @@
-"""Helpers shared by the broker benchmarks (bench/e2e.py, bench/state.py): simulated records,
-producing a backlog, creating topics.
+"""Helpers shared by the benchmarks: simulated records (for the broker, or as consumed records
+for the pipeline), producing a backlog, creating topics.
 
 The benchmarks are scripts run as `.venv/bin/python bench/<name>.py`, so `bench/` is on
 `sys.path` and they import this module as `_common`.
@@ -8,11 +8,13 @@ The benchmarks are scripts run as `.venv/bin/python bench/<name>.py`, so `bench/
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
 
-__all__ = ["create_topics", "produce", "records"]
+__all__ = ["create_topics", "produce", "records", "sim_record"]
 
 
 def records(count: int, machines: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -47,3 +49,12 @@ def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
         "kafka.bootstrap_servers": bootstrap, "kafka.topic_partitions": partitions, "state.enabled": False,
     })
     ensure_topics(config.kafka, topics)
+
+
+def sim_record(reading: Any, *, topic: str = "bench", partition: int = 0, offset: int = 0) -> ConsumerRecord:
+    """A simulator reading as the record a consumer hands the pipeline (timestamp: event time)."""
+    key, value = reading.machine_id.encode(), orjson.dumps(reading.record)
+    return ConsumerRecord(
+        topic, partition, -1, offset, round(reading.ts * 1000), 0, key, value, None, None,
+        len(key), len(value), -1,
+    )

@@ -28,21 +28,14 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import Pipeline
 from anomstream.stream.simulator import Simulator
 
-
-class _Record:
-    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
-
-    def __init__(self, offset: int, key: bytes, value: bytes, timestamp: int) -> None:
-        self.topic, self.partition, self.offset = "bench", 0, offset
-        self.key, self.value, self.timestamp, self.headers = key, value, timestamp, None
+from _common import sim_record
 
 
-def _records(machines: int, count: int, seed: int) -> list[_Record]:
+def _records(machines: int, count: int, seed: int, first: int = 0) -> list[Any]:
+    """Simulated records at offsets `first`, `first + 1`, ...: offsets a pipeline has already
+    included would be skipped as replays, so a timed stream continues the warm-up's offsets."""
     sim = Simulator(machines=machines, seed=seed, fault_rate=2.0, start_time=1.7e9)
-    return [
-        _Record(i, r.machine_id.encode(), orjson.dumps(r.record), int(r.ts * 1000))
-        for i, r in enumerate(sim.readings(count))
-    ]
+    return [sim_record(r, offset=first + i) for i, r in enumerate(sim.readings(count))]
 
 
 def _pipeline(overrides: dict[str, Any]) -> Pipeline:
@@ -50,7 +43,7 @@ def _pipeline(overrides: dict[str, Any]) -> Pipeline:
     return Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=lambda: 1.7e9)
 
 
-def _feed(pipeline: Pipeline, records: list[_Record], batch: int = 2000) -> float:
+def _feed(pipeline: Pipeline, records: list[Any], batch: int = 2000) -> float:
     started = time.process_time()  # CPU seconds of this process: "per core"
     for i in range(0, len(records), batch):
         pipeline.process(records[i : i + batch])
@@ -65,11 +58,13 @@ def _rss_kb() -> int:
 def throughput(machines: int, readings: int, overrides: dict[str, Any]) -> float:
     """Sensor values per CPU second once every model is past its warm-up."""
     warm = _records(machines, machines * 200, seed=1)
-    timed = _records(machines, readings, seed=2)
+    timed = _records(machines, readings, seed=2, first=len(warm))
     pipeline = _pipeline(overrides)
     _feed(pipeline, warm)
     values = sum(len(orjson.loads(r.value)["sensors"]) for r in timed)
-    return values / _feed(pipeline, timed)
+    seconds = _feed(pipeline, timed)
+    assert pipeline.models.machines == machines  # every timed reading was scored, none skipped
+    return values / seconds
 
 
 def memory(machines: int, readings: int, overrides: dict[str, Any]) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,16 +26,7 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import Pipeline
 from anomstream.stream.simulator import Simulator
 
-
-@dataclass
-class _Record:  # `anomstream.stream.pipeline.RecordLike`
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any = None
+from _common import sim_record
 
 
 def run(sim: Simulator, readings: int) -> tuple[list[dict], int]:
@@ -44,9 +34,9 @@ def run(sim: Simulator, readings: int) -> tuple[list[dict], int]:
     config = load_config(environ={}, overrides={"state.enabled": False})
     pipeline = Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=time.time)
     alerts: list[dict] = []
-    batch: list[_Record] = []
+    batch: list[Any] = []
     for i, r in enumerate(sim.readings(readings)):
-        batch.append(_Record("telemetry", 0, i, int(r.ts * 1000), r.machine_id.encode(), orjson.dumps(r.record)))
+        batch.append(sim_record(r, topic="telemetry", offset=i))
         if len(batch) == 1000:
             alerts += [orjson.loads(m.value) for m in pipeline.process(batch).alerts]
             batch = []

@@ -38,21 +38,9 @@ from anomstream.detectors.relation_model import RelationModel
 
 TEP_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "tep"
 ONSET = 160  # test samples 1-160 are normal, 161-960 faulty (1-based)
-PCA_SOURCE = (
-    "L. H. Chiang, E. L. Russell, R. D. Braatz, Fault Detection and Diagnosis in Industrial "
-    "Systems, Springer 2001: PCA T² and Q missed detection rates, 99 % limits, fitted on d00.dat. "
-    "Transcribed from memory (the same values as bench/tep.py on the eval branch); the search "
-    "tool found no copy of the table, so check them against the book before quoting."
-)
-PCA_MISSED: dict[int, tuple[float, float]] = {
-    1: (0.008, 0.003), 2: (0.020, 0.014), 3: (0.998, 0.991), 4: (0.956, 0.038),
-    5: (0.775, 0.746), 6: (0.011, 0.0), 7: (0.085, 0.0), 8: (0.034, 0.024),
-    9: (0.994, 0.981), 10: (0.666, 0.659), 11: (0.794, 0.356), 12: (0.029, 0.025),
-    13: (0.060, 0.045), 14: (0.158, 0.0), 15: (0.988, 0.973), 16: (0.834, 0.755),
-    17: (0.259, 0.108), 18: (0.113, 0.101), 19: (0.996, 0.873), 20: (0.701, 0.550),
-    21: (0.736, 0.570),
-}  # fmt: skip
-UNDETECTABLE = (3, 9, 15)
+from tep import PUBLISHED_MISSED as PCA_MISSED  # noqa: E402 - one copy of the table
+from tep import PUBLISHED_SOURCE as PCA_SOURCE  # noqa: E402
+from tep import UNDETECTABLE  # noqa: E402
 
 
 def factor_stream(n: int, p: int, seed: int) -> list[dict[str, float]]:

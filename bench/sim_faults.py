@@ -28,7 +28,6 @@ import json
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,8 @@ from anomstream.stream.simulator import (
 )
 from prometheus_client import CollectorRegistry
 
+from _common import sim_record
+
 KINDS = FAULT_KINDS + RELATION_FAULT_KINDS
 # Readings per fault: the middle of the simulator's random ranges for each kind.
 DURATIONS = {"spike": 2, "level_shift": 80, "drift": 140, "stuck": 80, "noise_burst": 60,
@@ -61,17 +62,6 @@ FIRST, EVERY = 1500, 1500  # first fault, then one fault per this many readings 
 SCORED_FROM = 300  # past every model's warm-up (detector.warmup = 150) with room to settle
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 BATCH = 2000  # records per Pipeline.process call, like a poll of max_poll_records
-
-
-@dataclass
-class _Record:  # the attributes of kafka-python's ConsumerRecord that the pipeline reads
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 def schedule(machines: int, readings: int) -> list[FaultSpec]:
@@ -97,7 +87,7 @@ def run(
     alerts: dict[str, list] = defaultdict(list)
     times: dict[str, list[float]] = defaultdict(list)
     index = {machine: m for m, machine in enumerate(sim.machine_ids)}
-    batch: list[_Record] = []
+    batch: list[Any] = []
 
     def flush() -> None:
         out = pipeline.process(batch)
@@ -110,8 +100,7 @@ def run(
 
     for r in sim.readings(machines * readings):
         times[r.machine_id].append(r.ts)
-        batch.append(_Record("sim", index[r.machine_id], r.index, round(r.ts * 1000),
-                             r.machine_id.encode(), orjson.dumps(r.record), []))  # fmt: skip
+        batch.append(sim_record(r, topic="sim", partition=index[r.machine_id], offset=r.index))
         if len(batch) >= BATCH:
             flush()
     if batch:
