@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from anomstream.evaluation.alert_metrics import AlertMetrics, combine, evaluate_alerts
 from anomstream.stream.errors import AnomstreamError
+from anomstream.stream.telemetry import MS_CUTOFF
 
 __all__ = ["register", "run_evaluate"]
 
@@ -53,9 +54,6 @@ example:
   anomstream evaluate results/ --labels episodes.json --from-row 500   # 500 rows of history
 """
 
-# Epoch values above this are milliseconds (1e11 s is the year 5138, 1e11 ms March 1973),
-# the same rule as the service's `telemetry.timestamp_unit = "auto"`.
-_MS_CUTOFF = 1e11
 
 
 def register(subparsers: Any) -> None:
@@ -157,7 +155,7 @@ def _epoch(text: str) -> float:
     except ValueError:
         moment = datetime.fromisoformat(text)  # ValueError: neither
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    return seconds / 1000 if abs(seconds) >= _MS_CUTOFF else seconds
+    return seconds / 1000 if abs(seconds) >= MS_CUTOFF else seconds  # the decoder's rule
 
 
 def _times_of(path: Path, cells: list[tuple[int, str]]) -> np.ndarray:

@@ -56,6 +56,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_SENSORS",
     "MIN_EVENT_TIME",
+    "MS_CUTOFF",
     "REASONS",
     "Reading",
     "TelemetryDecoder",
@@ -89,7 +90,7 @@ MAX_ABS_VALUE = 1e38
 MIN_EVENT_TIME = 0.0  # exclusive: 1970-01-01T00:00:00Z
 MAX_EVENT_TIME = 7258118400.0  # inclusive: 2200-01-01T00:00:00Z
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973.
-_MS_CUTOFF = 1e11
+MS_CUTOFF = 1e11
 
 
 def valid_name(name: str) -> bool:
@@ -178,7 +179,7 @@ class TelemetryDecoder:
             seconds = float(raw)
         except OverflowError:  # an integer beyond float range
             raise InvalidRecord("bad_timestamp", "timestamp out of range: a huge integer") from None
-        if unit == "ms" or (unit == "auto" and abs(seconds) >= _MS_CUTOFF):
+        if unit == "ms" or (unit == "auto" and abs(seconds) >= MS_CUTOFF):
             seconds /= 1000.0
         return _in_range(seconds, original)
 
