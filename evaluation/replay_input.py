@@ -104,9 +104,8 @@ def read_csv_series(
     sensors = [(i, name) for i, name in sensors if valid_name(name)]  # e.g. trailing commas
     if not sensors:
         raise ReplayInputError(f"{path}: no value columns besides {timestamp_column!r}")
-    # The decoder's own parser, so replay and the service agree on every timestamp; its
-    # `_timestamp` is private to `stream.telemetry`, which offers no public one (yet).
-    parse_time = TelemetryDecoder(telemetry)._timestamp
+    # The decoder's own parser, so replay and the service agree on every timestamp.
+    parse_time = TelemetryDecoder(telemetry).timestamp
     timestamps: list[str] = []
     stamps: list[int | float | str] = []
     times = np.empty(len(rows))

@@ -136,7 +136,7 @@ class TelemetryDecoder:
         if not isinstance(doc, dict):
             raise InvalidRecord("bad_shape", f"expected a JSON object, got {type(doc).__name__}")
         return Reading(
-            self._machine(doc, key), self._timestamp(doc.get(self._ts_field)), self._sensors(doc)
+            self._machine(doc, key), self.timestamp(doc.get(self._ts_field)), self._sensors(doc)
         )
 
     def _machine(self, doc: dict[str, Any], key: bytes | None) -> str:
@@ -157,7 +157,9 @@ class TelemetryDecoder:
             )
         return machine
 
-    def _timestamp(self, raw: Any) -> float:
+    def timestamp(self, raw: Any) -> float:
+        """Epoch seconds of a timestamp field's value, as this config reads it (also replay's
+        parser, so replay and the service agree on every timestamp); `InvalidRecord` if none."""
         if raw is None:
             raise InvalidRecord("no_timestamp", f"'{self._ts_field}' missing")
         unit = self._unit
