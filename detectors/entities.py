@@ -77,8 +77,8 @@ class MachineState:
     """Everything anomstream remembers about one machine."""
 
     __slots__ = (
-        "dirty", "entities", "joint", "last_seen", "offset", "partition", "policy", "readings",
-        "source", "topic",
+        "dirty", "entities", "joint", "last_seen", "offset", "ops", "partition", "policy",
+        "readings", "source", "topic",
     )
 
     def __init__(self) -> None:
@@ -96,6 +96,10 @@ class MachineState:
         self.partition = -1  # input partition its readings arrive on; its changelog partition
         self.last_seen = 0.0
         self.dirty = False  # changed since its last checkpoint
+        # The operations features' state, one entry per feature ("health", "presence", "modes",
+        # "feedback", "alerts"): plain data (dicts, lists, numbers, strings) with a "v" version
+        # key, never class instances, so any later release can read it.
+        self.ops: dict[str, Any] = {}
 
     def covers(self, topic: str, partition: int, offset: int) -> bool:
         """True if the reading at `topic`/`partition`/`offset` is already part of this state.
@@ -120,6 +124,7 @@ class MachineState:
     def __getstate__(self) -> tuple:
         return (
             self.entities, self.policy, self.readings, self.topic, self.offset, self.source, self.joint,
+            self.ops,
         )
 
     def __setstate__(self, state: tuple) -> None:
@@ -127,6 +132,7 @@ class MachineState:
         # added later, older checkpoints lack them: no source partition, no machine-wide model
         self.source = state[5] if len(state) > 5 else -1
         self.joint = state[6] if len(state) > 6 else None
+        self.ops = state[7] if len(state) > 7 else {}
         self.partition, self.last_seen, self.dirty = -1, 0.0, False
 
 
@@ -248,6 +254,44 @@ class ModelStore:
         seed = zlib.crc32(f"{machine}\x1f{sensor}".encode())
         self.created += 1
         return Entity(self._factory(rule.detector, rule.params, seed), rule.detector)
+
+    def find(self, machine: str) -> MachineState | None:
+        """The machine's state if this instance holds it (live, or thawed from its signed
+        bytes), without creating one or changing the partition its readings arrive on; for
+        messages about a machine that come from another topic (feedback, control)."""
+        state = self._live.get(machine)
+        if state is not None:
+            return state
+        partition = self._cold.get(machine, (-1, b""))[0]
+        state = self._thaw(machine)
+        if state is None:
+            return None
+        state.partition = partition
+        self._live[machine] = state
+        self._entity_count += state.models
+        if self._entity_count > self.max_entities:
+            self._evict_lru(keep=machine)
+        return state
+
+    def reset_sensors(self, state: MachineState, sensors: Iterable[str] | None = None) -> list[str]:
+        """Restart the baseline of `sensors` (None: every sensor) of a machine: their models are
+        dropped and created afresh, with a new warm-up, on their next reading. The machine-wide
+        model is reset too, since it learned the old relations of those sensors. Returns the
+        sensors reset."""
+        names = list(state.entities) if sensors is None else [s for s in sensors if s in state.entities]
+        for name in names:
+            del state.entities[name]
+            self._entity_count -= 1
+        if state.joint is not None and (names or sensors is None):
+            state.joint = None
+            self._entity_count -= 1
+        state.dirty = True
+        return names
+
+    def live_states(self) -> list[tuple[str, MachineState]]:
+        """Live machines, least recently seen first (a copy: safe to change the store while
+        going through it)."""
+        return list(self._live.items())
 
     # ------------------------------------------------------------------ eviction
 

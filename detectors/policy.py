@@ -108,6 +108,10 @@ class Transition:
     score: float  # peak score of the episode
     sensors: Mapping[str, float] = field(default_factory=dict)  # sensor -> share, summing to 1
     sensor_scores: Mapping[str, float] = field(default_factory=dict)  # sensor -> peak score
+    # What the alert is about: "anomaly" (this policy), or a sensor-health code ("stuck",
+    # "flatline", "railed", "gap", "out_of_range") or "silent", raised by their own trackers.
+    kind: str = "anomaly"
+    detail: str = ""  # one human line for the kinds that are not scores, e.g. "stuck at 42.0"
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,16 @@ class AlertPolicy:
                 evidence[sensor] = evidence.get(sensor, 0.0) + bits * share
                 if share >= MIN_SHARE and s > peaks.get(sensor, 0.0):
                     peaks[sensor] = s
+
+    def resolve_now(self, state: PolicyState) -> Transition | None:
+        """End the machine's open alert at once (operator feedback, a maintenance window);
+        None when none is open. A pending run is forgotten without an alert."""
+        if state.phase != FIRING:
+            state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
+            return None
+        resolved = self._transition("resolved", state)
+        state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
+        return resolved
 
     @staticmethod
     def _transition(status: str, state: PolicyState) -> Transition:

@@ -32,10 +32,13 @@ def iso_time(epoch_seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def alert_id(machine: str, sensors: list[str], started_at: float) -> str:
+def alert_id(machine: str, sensors: list[str], started_at: float, kind: str = "anomaly") -> str:
     """Deterministic id of an alert episode (32 hex chars of SHA-256)."""
     # Millisecond resolution: the same start time always renders to the same text.
-    material = "\x1f".join([machine, ",".join(sorted(sensors)), f"{round(started_at * 1000)}"])
+    parts = [machine, ",".join(sorted(sensors)), f"{round(started_at * 1000)}"]
+    if kind != "anomaly":  # anomaly ids are unchanged from before kinds existed
+        parts.append(kind)
+    material = "\x1f".join(parts)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
@@ -75,11 +78,12 @@ def build_alert(
     """Render a policy transition as a v1 alert message with CloudEvents headers."""
     shares = dict(transition.sensors) or {name: 1.0 / len(values) for name in values}
     peaks = transition.sensor_scores
-    ident = alert_id(machine, list(shares), transition.started_at)
+    ident = alert_id(machine, list(shares), transition.started_at, transition.kind)
     body: dict[str, Any] = {
         "schema": SCHEMA,
         "alert_id": ident,
         "status": transition.status,
+        "kind": transition.kind,
         "severity": transition.severity,
         "machine_id": machine,
         "sensors": [
@@ -99,6 +103,8 @@ def build_alert(
         "detected_at": iso_time(detected_at),
         "source": {"topic": source.topic, "partition": source.partition, "offset": source.offset},
     }
+    if transition.detail:
+        body["detail"] = transition.detail
     headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", f"{ident}:{transition.status}".encode()),

@@ -16,7 +16,13 @@ from anomstream.stream.broker import wait_for_kafka
 from anomstream.stream.checkpoint import Checkpointer, changelog_reader, ensure_changelog
 from anomstream.stream.config import Config
 from anomstream.stream.http import Health, HttpServer
-from anomstream.stream.kafka_io import common_client_config, ensure_topics, make_consumer, make_producer
+from anomstream.stream.kafka_io import (
+    common_client_config,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    partition_counts,
+)
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import BatchOutput, Pipeline
 from anomstream.stream.service import Service
@@ -40,6 +46,25 @@ def _transactional_id(config: Config) -> str | None:
     if not config.state.exactly_once:
         return None
     return f"anomstream-{config.kafka.group_id}-{config.service.instance or socket.gethostname()}"
+
+
+def ensure_side_topics(config: Config) -> None:
+    """Create the feedback and control topics with as many partitions as the largest input: a
+    message keyed by machine id then lands on the partition number of the machine's readings,
+    which the instance holding its state owns (`CoPartitionedAssignor`)."""
+    kafka = config.kafka
+    counts = partition_counts(kafka, [*kafka.input_topics, *config.side_topics])
+    needed = max((counts[t] for t in kafka.input_topics if t in counts), default=kafka.topic_partitions)
+    missing = [t for t in config.side_topics if t not in counts]
+    if missing:
+        ensure_topics(kafka, missing, partitions={t: needed for t in missing})
+    for topic in config.side_topics:
+        if topic in counts and counts[topic] != needed:
+            log.warning(
+                "topic %s has %d partitions, the input %d: messages keyed by machine id may reach "
+                "an instance that does not hold the machine (they are dead-lettered, not lost)",
+                topic, counts[topic], needed,
+            )
 
 
 def serve(
@@ -72,6 +97,8 @@ def serve(
         if state.enabled:
             # After the inputs exist: the changelog is sized after the largest of them.
             ensure_changelog(config)
+        if kafka.create_topics and config.side_topics:
+            ensure_side_topics(config)
         pipeline = Pipeline(config, metrics=metrics)
         producer = make_producer(kafka, transactional_id=_transactional_id(config))
         checkpointer = None
@@ -82,7 +109,9 @@ def serve(
             )
         service = Service(
             config,
-            consumer_factory=lambda listener: make_consumer(kafka, listener=listener),
+            consumer_factory=lambda listener: make_consumer(
+                kafka, listener=listener, side_topics=config.side_topics
+            ),
             producer=producer,
             pipeline=pipeline,
             metrics=metrics,

@@ -15,6 +15,7 @@ from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from anomstream.stream.config_errors import config_error, problems_from, set_dotted
+from anomstream.stream.config_ops import FeedbackConfig, HealthConfig, ModesConfig, SilenceConfig
 from anomstream.stream.config_sections import (
     AlertsConfig,
     DetectorConfig,
@@ -53,6 +54,22 @@ class Config(BaseSettings):
     state: StateConfig = StateConfig()
     http: HttpConfig = HttpConfig()
     service: ServiceConfig = ServiceConfig()
+    health: HealthConfig = HealthConfig()
+    silence: SilenceConfig = SilenceConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    modes: ModesConfig = ModesConfig()
+
+    @property
+    def side_topics(self) -> tuple[str, ...]:
+        """Topics consumed next to the input: operator feedback and mode control (when enabled).
+        Partitioned like the input, keyed by machine id, so a machine's messages reach the
+        instance that holds its state."""
+        topics = []
+        if self.feedback.enabled:
+            topics.append(self.feedback.topic)
+        if self.modes.enabled:
+            topics.append(self.modes.control_topic)
+        return tuple(topics)
 
     @classmethod
     def settings_customise_sources(
@@ -87,6 +104,12 @@ class Config(BaseSettings):
             problems.append(
                 ("kafka.input_topics", "must not contain the alert or dead-letter topic")
             )
+        outputs = {k.alert_topic, k.dlq_topic, st.changelog_topic}
+        for key, topic in (("feedback.topic", self.feedback.topic), ("modes.control_topic", self.modes.control_topic)):
+            if topic in k.input_topics or topic in outputs:
+                problems.append((key, "must differ from the input, alert, dead-letter and changelog topics"))
+        if self.feedback.topic == self.modes.control_topic:
+            problems.append(("modes.control_topic", "must differ from feedback.topic"))
         if st.enabled:
             # A missing key is checked where state is used (`require_signing_key`), so commands
             # that never touch state (simulate, replay) run without one.

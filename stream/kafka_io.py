@@ -51,9 +51,12 @@ def common_client_config(config: KafkaConfig) -> dict[str, Any]:
     }
 
 
-def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer:
-    """A group consumer subscribed to the input topics; offsets are committed by us, never auto.
-    Partition p of every input topic goes to one instance (`CoPartitionedAssignor`)."""
+def make_consumer(
+    config: KafkaConfig, *, listener: Any = None, side_topics: Sequence[str] = ()
+) -> KafkaConsumer:
+    """A group consumer subscribed to the input topics and `side_topics` (feedback, control);
+    offsets are committed by us, never auto. Partition p of every subscribed topic goes to one
+    instance (`CoPartitionedAssignor`)."""
     consumer = KafkaConsumer(
         **common_client_config(config),
         group_id=config.group_id,
@@ -68,7 +71,7 @@ def make_consumer(config: KafkaConfig, *, listener: Any = None) -> KafkaConsumer
         # Range stays second so a group mid-upgrade (old members offer only range) still forms.
         partition_assignment_strategy=(CoPartitionedAssignor, RangePartitionAssignor),
     )
-    consumer.subscribe(list(config.input_topics), listener=listener)
+    consumer.subscribe([*config.input_topics, *side_topics], listener=listener)
     return consumer
 
 

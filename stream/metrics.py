@@ -22,7 +22,10 @@ from prometheus_client.registry import Collector
 
 from anomstream import __version__
 
-__all__ = ["LATENCY_BUCKETS", "SCORE_BUCKETS", "BatchHistogram", "Metrics"]
+__all__ = ["ALERT_KINDS", "LATENCY_BUCKETS", "SCORE_BUCKETS", "BatchHistogram", "Metrics"]
+
+# Every `kind` an alert can have (config/schemas/alert-v1.json).
+ALERT_KINDS = ("anomaly", "stuck", "flatline", "railed", "gap", "out_of_range", "silent")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SCORE_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0)
@@ -92,13 +95,44 @@ class Metrics:
             p + "readings_scored", "Sensor values scored by a model (after warm-up)", registry=r
         )
         self.alerts = Counter(
-            p + "alerts", "Alerts published, by severity and status", ["severity", "status"],
+            p + "alerts", "Alerts published, by kind, severity and status", ["kind", "severity", "status"],
             registry=r,
         )
+        # One series per machine *with an open alert* (removed when it resolves): bounded by the
+        # open alerts, not by the fleet; Alertmanager pages per machine from it.
         self.alerts_firing = Gauge(
             p + "alerts_firing",
-            "Open (firing) alerts, by machine and severity; 1 while firing",
-            ["machine", "severity"],
+            "Open (firing) alerts of a machine, by kind and severity; absent when none",
+            ["machine", "kind", "severity"],
+            registry=r,
+        )
+        self.alerts_open = Gauge(
+            p + "alerts_open", "Open alerts over all machines, by kind and severity",
+            ["kind", "severity"], registry=r,
+        )
+        self.alerts_suppressed = Counter(
+            p + "alerts_suppressed",
+            "Alerts not published because their machine was in maintenance or a paused mode, by kind",
+            ["kind"], registry=r,
+        )
+        self.feedback = Counter(
+            p + "feedback",
+            "Operator feedback messages, by action and result (applied, duplicate, unknown_alert)",
+            ["action", "result"], registry=r,
+        )
+        self.control = Counter(
+            p + "control_messages",
+            "Mode and maintenance messages from the control topic, by result (applied, duplicate)",
+            ["result"], registry=r,
+        )
+        self.machines_in_mode = Gauge(
+            p + "machines_in_mode",
+            "Live machines by operating mode (maintenance included; default: production)",
+            ["mode"], registry=r,
+        )
+        self.machines_silent = Gauge(
+            p + "machines_silent",
+            "Machines with an open silent alert (reporting nothing for longer than usual)",
             registry=r,
         )
         self.end_to_end_latency = BatchHistogram(
@@ -220,9 +254,12 @@ class Metrics:
 
         for reason in REASONS:
             self.readings_rejected.labels(reason)
-        for severity in ("warning", "critical"):
-            for status in ("firing", "resolved"):
-                self.alerts.labels(severity, status)
+        for kind in ALERT_KINDS:
+            for severity in ("warning", "critical"):
+                self.alerts_open.labels(kind, severity)
+                for status in ("firing", "resolved"):
+                    self.alerts.labels(kind, severity, status)
+            self.alerts_suppressed.labels(kind)
         for kind in ("alert_or_dlq", "checkpoint"):
             self.delivery_failures.labels(kind)
 

@@ -20,15 +20,22 @@ kind. The batch's other records are unaffected.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
-from anomstream.detectors.policy import FIRING, AlertPolicy, Transition
 from anomstream import __version__
-from anomstream.stream.alerts import AlertSource, OutgoingMessage, build_alert
+from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
+from anomstream.detectors.modes import Modes
+from anomstream.detectors.policy import AlertPolicy, Transition
+from anomstream.detectors.presence import Presence
+from anomstream.detectors.sensor_health import SensorHealth
+from anomstream.stream import alert_book
+from anomstream.stream.alerts import AlertSource, OutgoingMessage, alert_id, build_alert
+from anomstream.stream.control import ControlHandler
+from anomstream.stream.feedback import FeedbackHandler
 from anomstream.stream.config import Config
 from anomstream.stream.errors import InvalidRecord
 from anomstream.stream.metrics import Metrics
@@ -86,6 +93,20 @@ class Pipeline:
         )
         self.models.on_thaw = self._restored
         self.policy = AlertPolicy.from_config(config.alerts)
+        # The operations features (see their modules): health codes and presence per reading,
+        # modes gating every reading, feedback and control from their own topics.
+        self.health = SensorHealth.from_config(config.health)
+        self.presence = Presence.from_config(config.silence)
+        self.modes = Modes.from_config(config.modes)
+        self.feedback = FeedbackHandler(self)
+        self.control = ControlHandler(self)
+        self._side: dict[str, Callable[[RecordLike, BatchOutput, float], None]] = {}
+        if config.feedback.enabled:
+            self._side[config.feedback.topic] = self.feedback.handle
+        if config.modes.enabled:
+            self._side[config.modes.control_topic] = self.control.handle
+        # Held while a batch is processed: the HTTP thread's drill-down reads state under it.
+        self.lock = threading.RLock()
         self._machine_mode = config.detector.entity == "machine"
         self._warmup = config.detector.warmup
         self._max_sensors = config.detector.max_sensors_per_machine
@@ -95,6 +116,10 @@ class Pipeline:
         self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
 
     def process(self, records: Sequence[RecordLike]) -> BatchOutput:
+        with self.lock:
+            return self._process(records)
+
+    def _process(self, records: Sequence[RecordLike]) -> BatchOutput:
         started = time.perf_counter()
         out = BatchOutput()
         now = self.clock()
@@ -110,6 +135,10 @@ class Pipeline:
             # scoring, learning, policy or alert building, costs that record (a dead letter),
             # never the batch nor the service.
             try:
+                side = self._side.get(record.topic)
+                if side is not None:  # feedback or control: not a reading
+                    side(record, out, now)
+                    continue
                 reading = self.decoder.decode(record.key, record.value)
                 state = models.machine(reading.machine, record.partition, now)
                 if state.covers(record.topic, record.partition, record.offset):
@@ -121,14 +150,7 @@ class Pipeline:
                 if len(state.entities) + len(reading.sensors) > self._max_sensors:
                     self._check_sensor_budget(state, reading)  # off the hot path: near the cap
                 state.include(record.topic, record.partition, record.offset)
-                score, sensor_scores, joint, warm = self._score_and_learn(state, reading)
-                if warm:
-                    transition = self.policy.step(
-                        state.policy, score, reading.event_time, sensor_scores, joint
-                    )
-                    if transition is not None:
-                        out.alerts.append(self._alert(transition, reading, record, now))
-                    scores.append(score)
+                score = self._reading(state, reading, record, out, scores, now)
             except InvalidRecord as exc:
                 out.dead_letters.append(self._dead_letter(record, exc))
                 continue
@@ -140,32 +162,93 @@ class Pipeline:
             latencies.append(now - record.timestamp / 1000.0)
             if self.on_scored is not None:
                 self.on_scored(record, reading, score)
+        if self.presence.due(now):
+            self._check_silence(out, now)
         models.evict_idle(now)
         self._record_metrics(out, consumed, latencies, scores, started, before)
         return out
 
+    def timer_due(self, now: float | None = None) -> bool:
+        """True when timer work (silent machines) is due: the service then calls `process([])`
+        even when no record arrived."""
+        return self.presence.due(self.clock() if now is None else now)
+
+    def _reading(
+        self,
+        state: MachineState,
+        reading: Reading,
+        record: RecordLike,
+        out: BatchOutput,
+        scores: list[float],
+        now: float,
+    ) -> float:
+        """One valid reading through modes, health, models, policy and presence; its alerts go
+        to `out`. Returns the machine score (0.0 when no model scored it)."""
+        gate = self.modes.gate(reading.machine, state, reading.event_time)
+        if gate.rebaseline:
+            self.models.reset_sensors(state)
+        transitions: list[Transition] = []
+        score = 0.0
+        if gate.learn:
+            health, excluded = self.health.step(state, reading.sensors, reading.event_time)
+            transitions += health
+            sensors = reading.sensors
+            if excluded:  # a broken sensor's values must not teach its model nor the relations
+                sensors = {k: v for k, v in sensors.items() if k not in excluded}
+            if sensors:
+                score, sensor_scores, joint, warm = self._score_and_learn(
+                    state, reading.machine, sensors, gate.suffix
+                )
+                if warm:
+                    transition = self.policy.step(
+                        state.policy, score, reading.event_time, sensor_scores, joint
+                    )
+                    if transition is not None:
+                        transitions.append(transition)
+                    scores.append(score)
+        back = self.presence.seen(state, reading.event_time, now)
+        if back is not None:
+            transitions.append(back)
+        if transitions:
+            source = AlertSource(record.topic, record.partition, record.offset)
+            for transition in transitions:
+                if gate.alert or transition.status == "resolved":
+                    out.alerts.append(self.emit(
+                        state, reading.machine, transition, reading.sensors, reading.event_time,
+                        source, now,
+                    ))
+                else:
+                    self.metrics.alerts_suppressed.labels(transition.kind).inc()
+        return score
+
+    def _check_silence(self, out: BatchOutput, now: float) -> None:
+        """The timer's work: alert on machines that stopped reporting."""
+        for machine, state, transition in self.presence.check(self.models, now):
+            source = AlertSource(state.topic, max(state.source, 0), max(state.offset, 0))
+            out.alerts.append(self.emit(state, machine, transition, {}, now, source, now))
+
     def _score_and_learn(
-        self, state: MachineState, reading: Reading
+        self, state: MachineState, machine: str, sensors: dict[str, float], suffix: str = ""
     ) -> tuple[float, dict[str, float], Joint | None, bool]:
         """Score every model of the machine before learning it.
 
         Returns the machine score (the highest of its models' scores), the per-sensor scores,
         the machine-wide model's (score, contributions) and whether any model is past warm-up.
+        `suffix` selects the models of an operating mode that learns on its own.
         """
         warmup = self._warmup
-        machine = reading.machine
         entity_of = self.models.entity
         if self._machine_mode:
-            entity = entity_of(state, machine, MACHINE_WIDE)
-            joint = self._score_joint(entity, reading.sensors, warmup)
+            entity = entity_of(state, machine, MACHINE_WIDE + suffix)
+            joint = self._score_joint(entity, sensors, warmup)
             if joint is not None:
                 self._scored += 1
                 return joint[0], {}, joint, True
             return 0.0, {}, None, False
         sensor_scores: dict[str, float] = {}
         best = 0.0
-        for sensor, value in reading.sensors.items():
-            entity = entity_of(state, machine, sensor)
+        for sensor, value in sensors.items():
+            entity = entity_of(state, machine, sensor + suffix)
             x: dict[Any, Any] = {"value": value}
             if entity.learned >= warmup:
                 s = entity.score_learn(x)
@@ -181,7 +264,7 @@ class Pipeline:
         joint = None
         entity = self.models.joint_entity(state, machine)
         if entity is not None:
-            joint = self._score_joint(entity, reading.sensors, warmup)
+            joint = self._score_joint(entity, sensors, warmup)
             if joint is not None and joint[0] > best:
                 best = joint[0]
         # A machine alerts only on models past warm-up; it is "warm" once any model is.
@@ -207,49 +290,77 @@ class Pipeline:
         return score, contributions
 
     def _restored(self, machine: str, state: MachineState) -> None:
-        """A machine restored from a checkpoint may have an alert open: show it as firing."""
-        if state.policy.phase == FIRING:
-            self.metrics.alerts_firing.labels(machine, state.policy.severity).set(1)
+        """A machine restored from a checkpoint may have alerts open: show them as firing."""
+        for entry in alert_book.open_alerts(state):
+            self._count_open(machine, state, entry["kind"], entry["severity"], +1)
 
     def release(self, partitions: Iterable[int]) -> int:
         """Drop the machines of partitions handed to another instance, which now reports them."""
-        dropped = self.models.drop_partitions(partitions)
-        for machine, state in dropped:
-            if state.policy.phase == FIRING:
-                self._remove_firing(machine, state.policy.severity)
-        return len(dropped)
+        with self.lock:
+            dropped = self.models.drop_partitions(partitions)
+            for machine, state in dropped:
+                for entry in alert_book.open_alerts(state):
+                    self._count_open(machine, state, entry["kind"], entry["severity"], -1, leaving=True)
+            return len(dropped)
 
-    def _remove_firing(self, machine: str, severity: str) -> None:
-        try:
-            self.metrics.alerts_firing.remove(machine, severity)
-        except KeyError:
-            pass  # fired before a restart of a state-less instance: the gauge never saw it
-
-    def _alert(
-        self, transition: Transition, reading: Reading, record: RecordLike, now: float
-    ) -> OutgoingMessage:
-        detector = self._detector_name(reading.machine, transition)
+    def _count_open(
+        self, machine: str, state: MachineState, kind: str, severity: str, delta: int,
+        *, leaving: bool = False,
+    ) -> None:
+        """Keep the open-alert gauges in step with the book: the aggregate by kind and severity,
+        and the machine's series while it has such an alert open (removed at zero, and when the
+        machine moves to another instance: `leaving`)."""
+        self.metrics.alerts_open.labels(kind, severity).inc(delta)
+        now_open = 0 if leaving else sum(
+            1 for e in alert_book.open_alerts(state) if e["kind"] == kind and e["severity"] == severity
+        )
         gauge = self.metrics.alerts_firing
-        if transition.status == "firing":
-            gauge.labels(reading.machine, transition.severity).set(1)
+        if now_open > 0:
+            gauge.labels(machine, kind, severity).set(now_open)
         else:
-            self._remove_firing(reading.machine, transition.severity)
-        self.metrics.alerts.labels(transition.severity, transition.status).inc()
+            try:
+                gauge.remove(machine, kind, severity)
+            except KeyError:
+                pass  # fired before a restart of a state-less instance: the gauge never saw it
+
+    def emit(
+        self,
+        state: MachineState,
+        machine: str,
+        transition: Transition,
+        values: dict[str, float],
+        event_time: float,
+        source: AlertSource,
+        now: float,
+    ) -> OutgoingMessage:
+        """Record a transition in the machine's alert book, count it, render it as an alert.
+        Every alert of every kind goes out through here."""
+        shares = list(transition.sensors) or list(values)
+        ident = alert_id(machine, shares, transition.started_at, transition.kind)
+        alert_book.record(state, ident, transition, event_time)
+        state.dirty = True
+        delta = 1 if transition.status == "firing" else -1
+        self._count_open(machine, state, transition.kind, transition.severity, delta)
+        self.metrics.alerts.labels(transition.kind, transition.severity, transition.status).inc()
+        detector = self._detector_name(machine, transition)
         return build_alert(
             transition,
-            machine=reading.machine,
-            values=reading.sensors,
-            event_time=reading.event_time,
+            machine=machine,
+            values=values,
+            event_time=event_time,
             detected_at=now,
             threshold=self.policy.threshold,
             detector={"name": detector, "version": __version__},
-            source=AlertSource(record.topic, record.partition, record.offset),
+            source=source,
             ce_source=self._ce_source,
             topic=self.config.kafka.alert_topic,
         )
 
     def _detector_name(self, machine: str, transition: Transition) -> str:
-        """The top sensor's detector, `+` the machine-wide model's when the machine has one."""
+        """The top sensor's detector, `+` the machine-wide model's when the machine has one;
+        for the other kinds, what raised them."""
+        if transition.kind != "anomaly":
+            return "presence" if transition.kind == "silent" else "sensor_health"
         sensor = next(iter(transition.sensors), MACHINE_WIDE)
         entity = self.models.peek(machine, MACHINE_WIDE if self._machine_mode else sensor)
         name = entity.detector if entity is not None else self.config.detector.name

@@ -46,7 +46,7 @@ def test_level_shift_fires_once_on_the_right_sensor_and_resolves(detector: str) 
     # detected within 10 readings of the fault's start; resolved after its end
     assert fault.start_ts - 0.001 <= started <= fired <= fault.start_ts + 10 * sim.interval
     assert ended > fault.end_ts
-    assert registry.get_sample_value("anomstream_alerts_total", {"severity": firing["severity"], "status": "firing"}) == 1
+    assert registry.get_sample_value("anomstream_alerts_total", {"kind": "anomaly", "severity": firing["severity"], "status": "firing"}) == 1
 
 
 def test_invalid_records_become_dead_letters_and_valid_ones_are_scored() -> None:

@@ -11,6 +11,7 @@ import pytest
 from fakes import validate_alert
 from kafka_helpers import produce, produce_sim, read_topic, running_service, service_config
 
+from anomstream.stream.metrics import ALERT_KINDS
 from anomstream.stream.pipeline import DLQ_REASON_HEADER
 from anomstream.stream.simulator import FaultSpec, Simulator
 
@@ -132,9 +133,9 @@ def test_dead_letters_metrics_and_health(kafka_broker: str, unique: str) -> None
     ]
     alerts = read_topic(kafka_broker, config.kafka.alert_topic)
     published = sum(
-        _sample(metrics, "anomstream_alerts_total", f'{{severity="{sev}",status="{st}"}}')
-        for sev in ("warning", "critical") for st in ("firing", "resolved")
-        if f'severity="{sev}",status="{st}"' in metrics
+        _sample(metrics, "anomstream_alerts_total", f'{{kind="{kind}",severity="{sev}",status="{st}"}}')
+        for kind in ALERT_KINDS for sev in ("warning", "critical") for st in ("firing", "resolved")
+        if f'kind="{kind}",severity="{sev}",status="{st}"' in metrics
     )
     assert published == len(alerts)
 

@@ -126,7 +126,7 @@ def test_open_alerts_follow_their_state_across_restore_and_release() -> None:
     first_registry = CollectorRegistry()
     first = Pipeline(config, metrics=Metrics(first_registry), clock=FakeClock())
     assert any(m for o in [first.process(records)] for m in o.alerts)
-    labels = {"machine": "m1", "severity": "critical"}
+    labels = {"machine": "m1", "kind": "anomaly", "severity": "critical"}
     assert first_registry.get_sample_value("anomstream_alerts_firing", labels) == 1
 
     registry = CollectorRegistry()
