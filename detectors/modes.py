@@ -5,6 +5,8 @@ Contract with the pipeline:
   saying the machine's mode, whether its models learn (and score), whether its alerts are
   published, the entity-key suffix of a mode that learns separately, and whether its models
   restart their baseline now (the first reading after maintenance);
+- `silence_expected(state, now)` tells the presence check not to call a machine in maintenance
+  silent;
 - `describe(state)` is the JSON-able mode and maintenance state for `GET /machines/{id}`.
 State lives in `state.ops["modes"]`, plain versioned data.
 """
@@ -43,6 +45,11 @@ class Modes:
 
     def gate(self, machine: str, state: MachineState, event_time: float) -> Gate:
         return OPEN
+
+    def silence_expected(self, state: MachineState, now: float) -> bool:
+        """True while the machine is in maintenance or a mode in which it may stop reporting:
+        the presence check then raises no `silent` alert for it."""
+        return False
 
     def describe(self, state: MachineState) -> dict[str, Any]:
         return {}

@@ -147,6 +147,12 @@ class Metrics:
             SCORE_BUCKETS,
             r,
         )
+        self.sensor_score = BatchHistogram(
+            p + "sensor_score",
+            "Calibrated per-sensor anomaly score per scored sensor value, after warm-up (0..1)",
+            SCORE_BUCKETS,
+            r,
+        )
         self.batch_processing = Histogram(
             p + "batch_processing_seconds",
             "Time to decode, score and decide one polled batch (excluding Kafka I/O)",

@@ -111,6 +111,7 @@ class Pipeline:
         self._warmup = config.detector.warmup
         self._max_sensors = config.detector.max_sensors_per_machine
         self._scored = 0  # sensor values scored so far (after warm-up)
+        self._sensor_scores: list[float] = []  # this batch's per-sensor scores, for the histogram
         self._errors_seen: set[tuple[str, str]] = set()  # (exception type, where): logged once
         instance = config.service.instance or "local"
         self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
@@ -206,6 +207,7 @@ class Pipeline:
                     if transition is not None:
                         transitions.append(transition)
                     scores.append(score)
+                    self._sensor_scores.extend(sensor_scores.values())
         back = self.presence.seen(state, reading.event_time, now)
         if back is not None:
             transitions.append(back)
@@ -432,6 +434,8 @@ class Pipeline:
             m.readings_consumed.labels(topic).inc(count)
         m.end_to_end_latency.observe_many(latencies)
         m.anomaly_score.observe_many(scores)
+        m.sensor_score.observe_many(self._sensor_scores)
+        self._sensor_scores.clear()
         m.active_models.set(len(self.models))
         m.batch_size.observe(sum(consumed.values()))
         m.batch_processing.observe(time.perf_counter() - started)

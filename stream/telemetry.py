@@ -30,6 +30,10 @@ Reason codes (`REASONS`), stable and low-cardinality:
   `detector.max_sensors_per_machine` sensors (its documentation says why).
 - `internal_error`: not a decoder reason: processing a valid reading failed (a bug); the detail
   header names the exception type (see `Pipeline`).
+- `bad_feedback`, `bad_control`: not decoder reasons: a message of the feedback or control topic
+  that does not follow its schema (`config/schemas/feedback-v1.json`, `control-v1.json`).
+- `unknown_machine`, `unknown_alert`: feedback or control on a machine this instance does not
+  hold, or feedback on an alert id its machine does not remember (kept, so it can be replayed).
 
 Names must be *printable* (`str.isprintable`): that one C call excludes the categories Cc
 (controls, NUL), Cf (format: RTL/LTR marks, zero-width joiners, BOM), Cs (lone surrogates,
@@ -79,6 +83,10 @@ REASONS = (
     "out_of_range",
     "too_many_sensors",
     "internal_error",
+    "bad_feedback",
+    "bad_control",
+    "unknown_machine",
+    "unknown_alert",
 )
 MAX_SENSORS = 1024  # bounds the per-record work and the entities one record can create
 MAX_ID_LENGTH = 256  # characters of a machine id or sensor name
