@@ -7,19 +7,106 @@ field's docstring is its documentation.
 
 from __future__ import annotations
 
-from pydantic import StrictBool
+from typing import Literal
 
-from anomstream.stream.config_sections import NonEmptyStr, _Section
+from pydantic import StrictBool, StrictFloat, StrictStr, model_validator
 
-__all__ = ["FeedbackConfig", "HealthConfig", "ModesConfig", "SilenceConfig"]
+from anomstream.detectors.health_codes import Rules
+from anomstream.stream.config_sections import (
+    NonEmptyStr, PositiveFloat, PositiveInt, _Section, report_problems,
+)
+
+__all__ = [
+    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModesConfig", "SilenceConfig",
+]
+
+
+Severity = Literal["warning", "critical"]
+OptionalFloat = StrictFloat | None
+
+
+class HealthLimit(_Section):
+    """Configured limits of the sensors matching `machine` / `sensor`, `[[health.limits]]`;
+    the first matching entry wins. Every limit is optional."""
+
+    machine: StrictStr = "*"
+    """Shell-style pattern of machine ids."""
+    sensor: StrictStr = "*"
+    """Shell-style pattern of sensor names."""
+    min: OptionalFloat = None
+    """Engineering lower limit: a value below it is `out_of_range`."""
+    max: OptionalFloat = None
+    """Engineering upper limit: a value above it is `out_of_range`."""
+    rail_min: OptionalFloat = None
+    """The instrument's lowest reading (the end of its span, e.g. what 4 mA maps to): a value
+    at or below it for `railed_run` readings is `railed`."""
+    rail_max: OptionalFloat = None
+    """The instrument's highest reading: a value at or above it for `railed_run` readings is
+    `railed`."""
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> HealthLimit:
+        problems = [
+            (b, f"must be above {a} ({getattr(self, a)!r}), got {getattr(self, b)!r}")
+            for a, b in (("min", "max"), ("rail_min", "rail_max"))
+            if getattr(self, a) is not None and getattr(self, b) is not None
+            and not getattr(self, a) < getattr(self, b)
+        ]
+        if all(getattr(self, k) is None for k in ("min", "max", "rail_min", "rail_max")):
+            problems.append(("max", "an entry needs at least one of min, max, rail_min, rail_max"))
+        report_problems(problems)
+        return self
+
+
+class HealthSeverity(_Section):
+    """Severity of each health code's alerts."""
+
+    stuck: Severity = "warning"
+    """Severity of `stuck` alerts."""
+    flatline: Severity = "warning"
+    """Severity of `flatline` alerts."""
+    railed: Severity = "warning"
+    """Severity of `railed` alerts."""
+    gap: Severity = "warning"
+    """Severity of `gap` alerts."""
+    out_of_range: Severity = "critical"
+    """Severity of `out_of_range` alerts: the process itself is outside its limits."""
 
 
 class HealthConfig(_Section):
     """Sensor-health codes: stuck, flatline, railed, gap and out-of-range sensors, raised as
-    alerts with their own `kind`, apart from anomalies of the machine."""
+    alerts with their own `kind`, apart from anomalies of the machine
+    (docs/operations/health.md). Run lengths count the sensor's (for `gap`: the machine's)
+    readings, not time."""
 
     enabled: StrictBool = True
     """Track the health of every sensor and alert on broken ones."""
+    min_history: PositiveInt = Rules.min_history
+    """Readings of a sensor before `stuck` and the learned rails of `railed` apply."""
+    stuck_min_run: PositiveInt = Rules.stuck_min_run
+    """`stuck`: the fewest identical consecutive values that make a sensor stuck. Above the
+    simulator's injected stuck faults (40-120 readings), which the models already page for as
+    anomalies: the code says the sensor broke once it lasts."""
+    stuck_factor: PositiveFloat = Rules.stuck_factor
+    """`stuck`: a sensor is stuck after `max(stuck_min_run, stuck_factor x its longest normal run
+    of identical values)` of them, so a coarsely quantised sensor that often repeats is not."""
+    flatline_run: PositiveInt = Rules.flatline_run
+    """`flatline`: readings of one single value, over the sensor's whole life, that make it a
+    dead or unconnected channel."""
+    railed_run: PositiveInt = Rules.railed_run
+    """`railed`: identical readings at the lowest or highest value seen (after `min_history`),
+    or at `rail_min` / `rail_max`, that make a sensor railed."""
+    gap_run: PositiveInt = Rules.gap_run
+    """`gap`: consecutive readings of the machine without a sensor it carried (at least that
+    many times before) that raise a gap."""
+    out_of_range_run: PositiveInt = Rules.out_of_range_run
+    """`out_of_range`: consecutive readings outside `min` / `max` that fire it, and inside
+    again that resolve it (one glitching sample does not page)."""
+    severity: HealthSeverity = HealthSeverity()
+    """Severity per code, `[health.severity]`."""
+    limits: tuple[HealthLimit, ...] = ()
+    """Engineering limits and instrument rails per sensor pattern, `[[health.limits]]`, first
+    match wins."""
 
 
 class SilenceConfig(_Section):
