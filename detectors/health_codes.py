@@ -121,13 +121,15 @@ def repeat_code(s: dict[str, Any], rules: Rules, limits: Limits) -> str | None:
         return "flatline" if run >= rules.flatline_run else None
     value = s["last"]
     history = s["n"] - run >= rules.min_history  # readings before this run
-    at_rail = (
-        (limits.rail_low is not None and value <= limits.rail_low)
-        or (limits.rail_high is not None and value >= limits.rail_high)
-        or (history and (value <= s["lo"] or value >= s["hi"]))
-    )
-    if at_rail:  # never stuck: railed says more, and has its own (shorter) run
+    if (limits.rail_low is not None and value <= limits.rail_low) or (
+        limits.rail_high is not None and value >= limits.rail_high
+    ):  # the instrument's own end: never stuck, railed says more
         return "railed" if run >= rules.railed_run else None
+    if history and (value <= s["lo"] or value >= s["hi"]):
+        # At the lowest or highest value seen: railed, unless the sensor normally holds a value
+        # that long (a coarse sensor reaching a new maximum and staying one step there).
+        bound = max(rules.railed_run, math.ceil(rules.stuck_factor * s["longest"]))
+        return "railed" if run >= bound else None
     if history and run >= rules.stuck_bound(s["longest"]):
         return "stuck"
     return None
