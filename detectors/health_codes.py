@@ -23,13 +23,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
-    "NO_LIMITS", "REPEAT_KINDS", "Limits", "Rules", "describe_range", "describe_repeat",
+    "DEFAULT_SEVERITY", "HEALTH_KINDS", "NO_LIMITS", "REPEAT_KINDS", "Limits", "Rules", "Severity", "describe_range", "describe_repeat",
     "new_sensor", "out_of_range", "repeat_code", "update_run",
 ]
 
+HEALTH_KINDS = ("stuck", "flatline", "railed", "gap", "out_of_range")
+# A reading outside the engineering limits is the process itself in danger; the other codes
+# say a reading cannot be trusted, which needs a technician, not an emergency stop.
+Severity = Literal["warning", "critical"]
+DEFAULT_SEVERITY: dict[str, Severity] = {
+    "stuck": "warning", "flatline": "warning", "railed": "warning", "gap": "warning",
+    "out_of_range": "critical",
+}
 # The codes of a sensor repeating one value: at most one is open on a sensor, in this order of
 # precedence (a flatline sensor is trivially at its own min and max; a railed one repeats too).
 REPEAT_KINDS = ("flatline", "railed", "stuck")
@@ -56,9 +64,10 @@ class Rules:
         if not self.stuck_factor > 0:
             raise ValueError(f"stuck_factor must be > 0, got {self.stuck_factor!r}")
 
-    def stuck_bound(self, longest: int) -> int:
-        """Run length that makes a sensor stuck, given its longest normal run."""
-        return max(self.stuck_min_run, math.ceil(self.stuck_factor * longest))
+    def bound(self, minimum: int, longest: int) -> int:
+        """Run length of identical values beyond the sensor's habits: at least `minimum`, and
+        `stuck_factor` times its longest normal run."""
+        return max(minimum, math.ceil(self.stuck_factor * longest))
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,8 @@ def repeat_code(s: dict[str, Any], rules: Rules, limits: Limits) -> str | None:
     if history and (value <= s["lo"] or value >= s["hi"]):
         # At the lowest or highest value seen: railed, unless the sensor normally holds a value
         # that long (a coarse sensor reaching a new maximum and staying one step there).
-        bound = max(rules.railed_run, math.ceil(rules.stuck_factor * s["longest"]))
-        return "railed" if run >= bound else None
-    if history and run >= rules.stuck_bound(s["longest"]):
+        return "railed" if run >= rules.bound(rules.railed_run, s["longest"]) else None
+    if history and run >= rules.bound(rules.stuck_min_run, s["longest"]):
         return "stuck"
     return None
 

@@ -31,21 +31,25 @@ from typing import Any
 
 from anomstream.detectors.entities import MachineState
 from anomstream.detectors.health_codes import (
-    NO_LIMITS, REPEAT_KINDS, Limits, Rules, describe_range, describe_repeat, new_sensor,
-    out_of_range, repeat_code, update_run,
+    DEFAULT_SEVERITY,
+    HEALTH_KINDS,
+    NO_LIMITS,
+    REPEAT_KINDS,
+    Limits,
+    Rules,
+    describe_range,
+    describe_repeat,
+    new_sensor,
+    out_of_range,
+    repeat_code,
+    update_run,
 )
 from anomstream.detectors.policy import Transition
 
 __all__ = ["DEFAULT_SEVERITY", "HEALTH_KINDS", "LimitRule", "SensorHealth"]
 
-HEALTH_KINDS = ("stuck", "flatline", "railed", "gap", "out_of_range")
-# A reading outside the engineering limits is the process itself in danger; the other codes
-# say a reading cannot be trusted, which needs a technician, not an emergency stop.
-DEFAULT_SEVERITY = {
-    "stuck": "warning", "flatline": "warning", "railed": "warning", "gap": "warning",
-    "out_of_range": "critical",
-}
 VERSION = 1
+DEFAULT_RULES = Rules()
 _CACHE_MAX = 65_536  # (machine, sensor) -> limits matched: bounded, rebuilt on demand
 log = logging.getLogger(__name__)
 
@@ -82,7 +86,7 @@ class SensorHealth:
         self,
         *,
         enabled: bool = True,
-        rules: Rules = Rules(),
+        rules: Rules = DEFAULT_RULES,
         limits: Sequence[LimitRule] = (),
         severity: Mapping[str, str] | None = None,
     ) -> None:

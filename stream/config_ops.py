@@ -7,21 +7,21 @@ field's docstring is its documentation.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import StrictBool, StrictFloat, StrictStr, model_validator
-
-from anomstream.detectors.health_codes import Rules
+from anomstream.detectors.health_codes import DEFAULT_SEVERITY, Rules, Severity
 from anomstream.stream.config_sections import (
-    NonEmptyStr, PositiveFloat, PositiveInt, _Section, report_problems,
+    NonEmptyStr,
+    PositiveFloat,
+    PositiveInt,
+    _Section,
+    report_problems,
 )
+from pydantic import StrictBool, StrictFloat, StrictStr, model_validator
 
 __all__ = [
     "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModesConfig", "SilenceConfig",
 ]
 
 
-Severity = Literal["warning", "critical"]
 OptionalFloat = StrictFloat | None
 
 
@@ -61,15 +61,15 @@ class HealthLimit(_Section):
 class HealthSeverity(_Section):
     """Severity of each health code's alerts."""
 
-    stuck: Severity = "warning"
+    stuck: Severity = DEFAULT_SEVERITY["stuck"]
     """Severity of `stuck` alerts."""
-    flatline: Severity = "warning"
+    flatline: Severity = DEFAULT_SEVERITY["flatline"]
     """Severity of `flatline` alerts."""
-    railed: Severity = "warning"
+    railed: Severity = DEFAULT_SEVERITY["railed"]
     """Severity of `railed` alerts."""
-    gap: Severity = "warning"
+    gap: Severity = DEFAULT_SEVERITY["gap"]
     """Severity of `gap` alerts."""
-    out_of_range: Severity = "critical"
+    out_of_range: Severity = DEFAULT_SEVERITY["out_of_range"]
     """Severity of `out_of_range` alerts: the process itself is outside its limits."""
 
 

@@ -57,7 +57,7 @@ def check_shape(t: Transition, sensor: str) -> None:
 
 def test_stuck_fires_after_the_bound_resolves_when_the_value_moves_and_is_excluded() -> None:
     values = noisy(300) + [51.25] * 200 + noisy(10, seed=2)  # inside its range: not railed
-    events, excluded, state = run(SensorHealth(), ({"p": v} for v in values))
+    events, excluded, _ = run(SensorHealth(), ({"p": v} for v in values))
     assert summary(events) == [(300 + 150 - 1, "stuck", "firing", "p"), (500, "stuck", "resolved", "p")]
     firing, resolved = events[0][1], events[1][1]
     check_shape(firing, "p")
