@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 __all__ = [
-    "DEFAULT_SEVERITY", "HEALTH_KINDS", "NO_LIMITS", "REPEAT_KINDS", "Limits", "Rules", "Severity", "describe_range", "describe_repeat",
+    "DEFAULT_SEVERITY", "HEALTH_KINDS", "NO_LIMITS", "REPEAT_KINDS", "LimitRule", "Limits", "Rules", "Severity", "describe_range", "describe_repeat",
     "new_sensor", "out_of_range", "repeat_code", "update_run",
 ]
 
@@ -89,6 +90,18 @@ class Limits:
 
 
 NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """`limits` for the sensors matching shell-style `machine` / `sensor` patterns."""
+
+    machine: str
+    sensor: str
+    limits: Limits
+
+    def matches(self, machine: str, sensor: str) -> bool:
+        return fnmatchcase(machine, self.machine) and fnmatchcase(sensor, self.sensor)
 
 
 def new_sensor(value: float, event_time: float) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Contract with the pipeline (`anomstream.stream.pipeline`):
   returns the health transitions (firing/resolved, `Transition.kind` = the code) and the sensors
   whose values must not reach the models while their code is open;
 - `resolve_all(state)` ends every open health alert of the machine (maintenance starts);
+- `forget(state, sensors)` drops what was learned about sensors (a part replaced), resolving
+  their open codes;
 - `describe(state)` is the JSON-able health of the machine's sensors for `GET /machines/{id}`.
 State lives in `state.ops["health"]`, plain versioned data (`{"v": 1, "sensors": {name: ...}}`,
 one sensor's keys in `anomstream.detectors.health_codes`).
@@ -24,9 +26,7 @@ User documentation: docs/operations/health.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from anomstream.detectors.entities import MachineState
@@ -35,6 +35,7 @@ from anomstream.detectors.health_codes import (
     HEALTH_KINDS,
     NO_LIMITS,
     REPEAT_KINDS,
+    LimitRule,
     Limits,
     Rules,
     describe_range,
@@ -52,18 +53,6 @@ VERSION = 1
 DEFAULT_RULES = Rules()
 _CACHE_MAX = 65_536  # (machine, sensor) -> limits matched: bounded, rebuilt on demand
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LimitRule:
-    """`limits` for the sensors matching shell-style `machine` / `sensor` patterns."""
-
-    machine: str
-    sensor: str
-    limits: Limits
-
-    def matches(self, machine: str, sensor: str) -> bool:
-        return fnmatchcase(machine, self.machine) and fnmatchcase(sensor, self.sensor)
 
 
 class SensorHealth:
@@ -158,8 +147,8 @@ class SensorHealth:
                 if due not in opened:
                     out.append(self._open(s, due, name, s["since"], describe_repeat(due, s, limits)))
                 excluded.append(name)
-            if limits.low is not None or limits.high is not None:
-                self._range(s, name, value, event_time, limits, out)
+            if limits.low is not None or limits.high is not None or "out_of_range" in opened:
+                self._range(s, name, value, event_time, limits, out)  # (limits gone: resolves)
         if len(known) > len(sensors):  # a sensor the machine used to send is missing
             for name, s in known.items():
                 if name not in sensors:
@@ -218,6 +207,18 @@ class SensorHealth:
             for kind in [k for k in HEALTH_KINDS if k in s["open"]]:
                 out.append(self._close(s, kind, name, "resolved: maintenance"))
             s["run"] = s["miss"] = s["out"] = 0
+        return out
+
+    def forget(self, state: MachineState, sensors: Iterable[str] | None = None) -> list[Transition]:
+        """Drop what was learned about `sensors` (None: all) of the machine, resolving their open
+        codes: after a part replacement (`maintenance_done`) the new sensor's habits and rails
+        are learned afresh, and a sensor removed for good stops raising `gap`."""
+        known = _sensors(state)
+        names = list(known) if sensors is None else [n for n in sensors if n in known]
+        out: list[Transition] = []
+        for name in names:
+            s = known.pop(name)
+            out += [self._close(s, k, name, "resolved: sensor reset") for k in HEALTH_KINDS if k in s["open"]]
         return out
 
     def describe(self, state: MachineState) -> dict[str, Any]:

@@ -185,6 +185,26 @@ def test_resolve_all_ends_every_code_and_a_broken_sensor_fires_anew_later() -> N
         (201, "out_of_range", T0 + 200), (299, "flatline", T0 + 200)]
 
 
+def test_forget_resolves_and_relearns_the_named_sensors() -> None:
+    health = SensorHealth()
+    full = [{"a": a, "b": b} for a, b in zip(noisy(100), noisy(100, seed=3), strict=True)]
+    events, _, state = run(health, full + [{"a": 1.0}] * 40)
+    assert summary(events) == [(129, "gap", "firing", "b")]
+    resolved = health.forget(state, ["b", "unknown"])
+    assert [(t.kind, t.status, t.started_at) for t in resolved] == [("gap", "resolved", T0 + 100)]
+    assert set(state.ops["health"]["sensors"]) == {"a"}
+    assert run(health, [{"a": 1.0}] * 40, state, start=140)[0] == []
+    assert health.forget(state) == [] and state.ops["health"]["sensors"] == {}
+
+
+def test_an_open_out_of_range_resolves_once_its_limits_are_gone() -> None:
+    limited = SensorHealth(limits=[LimitRule("*", "t", Limits(high=10.0))])
+    events, _, state = run(limited, [{"t": 20.0 + i} for i in range(3)])
+    assert summary(events) == [(1, "out_of_range", "firing", "t")]
+    events, _, _ = run(SensorHealth(), [{"t": 30.0 + i} for i in range(2)], state, start=3)
+    assert summary(events) == [(4, "out_of_range", "resolved", "t")]
+
+
 def test_describe_and_per_kind_severity_and_disabled() -> None:
     health = SensorHealth(rules=Rules(flatline_run=3), severity={"flatline": "critical"})
     events, _, state = run(health, [{"a": 1.0}] * 3)
