@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 from anomstream.detectors.entities import MachineState
@@ -86,17 +87,15 @@ class SensorHealth:
         unknown = set(self.severity) - set(HEALTH_KINDS)
         if unknown:
             raise ValueError(f"unknown health kinds {sorted(unknown)}; known: {HEALTH_KINDS}")
+        bad = {k: v for k, v in self.severity.items() if v not in ("warning", "critical")}
+        if bad:
+            raise ValueError(f"severity must be 'warning' or 'critical', got {bad}")
         self._cache: dict[tuple[str, str], Limits] = {}
 
     @classmethod
     def from_config(cls, config: Any) -> SensorHealth:
         """From a `HealthConfig`."""
-        rules = Rules(
-            min_history=config.min_history, stuck_min_run=config.stuck_min_run,
-            stuck_factor=config.stuck_factor, flatline_run=config.flatline_run,
-            railed_run=config.railed_run, gap_run=config.gap_run,
-            out_of_range_run=config.out_of_range_run,
-        )
+        rules = Rules(**{f.name: getattr(config, f.name) for f in fields(Rules)})
         limits = [
             LimitRule(e.machine, e.sensor, Limits(e.min, e.max, e.rail_min, e.rail_max))
             for e in config.limits

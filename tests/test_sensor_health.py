@@ -217,6 +217,8 @@ def test_describe_and_per_kind_severity_and_disabled() -> None:
     assert run(SensorHealth(enabled=False), [{"a": 1.0}] * 200)[0] == []
     with pytest.raises(ValueError, match="unknown health kinds"):
         SensorHealth(severity={"melted": "critical"})
+    with pytest.raises(ValueError, match="severity must be 'warning' or 'critical'"):
+        SensorHealth(severity={"gap": "page"})
 
 
 @pytest.mark.parametrize(
