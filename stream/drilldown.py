@@ -136,20 +136,14 @@ class DrillDown:
         warmup = self.pipeline.config.detector.warmup
         try:
             with self._locked(timeout=1.0):  # a scrape must not wait out a slow batch
-                ages = np.fromiter(
-                    (e.learned for _, st in self.pipeline.models.live_states()
-                     for e in _models_of(st)),
-                    dtype=np.int64,
-                )
+                # Flat comprehensions, no generator per machine: this holds the loop's lock.
+                states = [st for _, st in self.pipeline.models.live_states()]
+                learned = [e.learned for st in states for e in st.entities.values()]
+                learned += [st.joint.learned for st in states if st.joint is not None]
         except Busy:
             return None
+        ages = np.array(learned, dtype=np.int64)
         return ages, int(np.count_nonzero(ages < warmup))
-
-
-def _models_of(state: MachineState) -> Iterator[Entity]:
-    yield from state.entities.values()
-    if state.joint is not None:
-        yield state.joint
 
 
 def _policy(state: MachineState) -> dict[str, Any]:

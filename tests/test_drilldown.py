@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from anomstream.stream.config import load_config
 from anomstream.stream.drilldown import Busy, DrillDown, json_safe
 from anomstream.stream.http import Health, HttpServer
-from anomstream.stream.metrics import MODEL_AGE_BUCKETS, Metrics
+from anomstream.stream.metrics import MODEL_AGE_BUCKETS, Metrics, ModelCensus
 from anomstream.stream.pipeline import Pipeline
 from anomstream.stream.simulator import FaultSpec, Simulator
 
@@ -226,6 +226,7 @@ def test_model_census_counts_age_and_warm_up_at_scrape_time() -> None:
     pipeline.process([_reading("m1", i) for i in range(20)])
     pipeline.process([_reading("m2", i, partition=1) for i in range(10)])
     census = pipeline.metrics.model_census
+    census.min_interval = 0.0  # count at every scrape (below: the interval)
 
     def sample(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
@@ -253,6 +254,24 @@ def test_model_census_counts_age_and_warm_up_at_scrape_time() -> None:
     done.set()
     census.bind(None)
     assert len(MODEL_AGE_BUCKETS) == len(set(MODEL_AGE_BUCKETS))
+
+
+def test_a_recent_census_is_served_again() -> None:
+    clock = FakeClock(100.0)
+    census = ModelCensus(None, min_interval=5.0, clock=clock)
+    calls: list[int] = []
+
+    def source() -> tuple[np.ndarray, int]:
+        calls.append(1)
+        return np.array([1, 2, 3] * len(calls)), len(calls)
+
+    census.bind(source)
+    assert census.census()[1] == 1
+    clock.now += 4.9
+    assert census.census()[1] == 1 and len(calls) == 1  # a second Prometheus: no second count
+    clock.now += 0.1
+    ages, warming = census.census()
+    assert warming == 2 and list(ages) == [1, 2, 3] * 2
 
 
 # ==================================================================== on the embedded broker
