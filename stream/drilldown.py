@@ -47,7 +47,9 @@ class Busy(Exception):
 class DrillDown:
     """Read-only views of a pipeline's state for the HTTP thread."""
 
-    def __init__(self, pipeline: Pipeline, *, lock_timeout: float = 5.0, list_limit: int = LIST_LIMIT) -> None:
+    def __init__(
+        self, pipeline: Pipeline, *, lock_timeout: float = 5.0, list_limit: int = LIST_LIMIT
+    ) -> None:
         if lock_timeout <= 0:
             raise ValueError(f"lock_timeout must be > 0 (got {lock_timeout!r})")
         self.pipeline = pipeline

@@ -29,8 +29,8 @@ from prometheus_client.registry import Collector
 from anomstream import __version__
 
 __all__ = [
-    "ALERT_KINDS", "CENSUS_INTERVAL", "LATENCY_BUCKETS", "MODEL_AGE_BUCKETS", "SCORE_BUCKETS", "BatchHistogram", "Census",
-    "Metrics", "ModelCensus",
+    "ALERT_KINDS", "CENSUS_INTERVAL", "LATENCY_BUCKETS", "MODEL_AGE_BUCKETS", "SCORE_BUCKETS",
+    "BatchHistogram", "Census", "Metrics", "ModelCensus",
 ]
 
 # Every `kind` an alert can have (config/schemas/alert-v1.json).

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from urllib.parse import quote
 
@@ -15,7 +16,9 @@ import numpy as np
 import orjson
 import pytest
 from fakes import FakeClock, FakeRecord, records_from, validate_alert
-from kafka_helpers import TEST_SIGNING_KEY, produce, produce_sim, read_topic, running_service, service_config, wait_until
+from kafka_helpers import (
+    TEST_SIGNING_KEY, produce, produce_sim, read_topic, running_service, service_config, wait_until,
+)
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,8 +40,34 @@ def _pipeline(**overrides: object) -> tuple[Pipeline, CollectorRegistry]:
     return Pipeline(config, metrics=Metrics(registry), clock=FakeClock()), registry
 
 
+def _attribution(alert: dict) -> list[dict]:
+    """An alert message's sensors as the drill-down lists them: name and contribution."""
+    return [{"name": s["name"], "contribution": s["contribution"]} for s in alert["sensors"]]
+
+
+@contextmanager
+def _batch_running(pipeline: Pipeline) -> Iterator[None]:
+    """What the processing loop does during a batch: hold the pipeline's lock, in its thread."""
+    held, release = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        with pipeline.lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    held.wait(5)
+    try:
+        yield
+    finally:
+        release.set()
+        worker.join(5)
+
+
 def _reading(machine: str, i: int, topic: str = "telemetry", partition: int = 0) -> FakeRecord:
-    value = orjson.dumps({"machine_id": machine, "ts": 1.7e9 + i, "sensors": {"a": float(i % 7), "b": 1.0 + i % 3}})
+    sensors = {"a": float(i % 7), "b": 1.0 + i % 3}
+    value = orjson.dumps({"machine_id": machine, "ts": 1.7e9 + i, "sensors": sensors})
     return FakeRecord(topic, partition, i, int((1.7e9 + i) * 1000), machine.encode(), value)
 
 
@@ -77,7 +106,7 @@ def test_machine_json_has_sensors_models_last_reading_and_the_open_alert(faulted
     assert entry["severity"] == alert["severity"]
     assert entry["started_at"] == alert["started_at"] and entry["fired_at"] == alert["event_time"]
     # The attribution is the alert's: same sensors, same shares, same order.
-    assert entry["sensors"] == [{"name": s["name"], "contribution": s["contribution"]} for s in alert["sensors"]]
+    assert entry["sensors"] == _attribution(alert)
     assert "temp_c" in [s["name"] for s in entry["sensors"]]
     assert body["recent_alerts"] == []
     for section in ("health", "presence", "mode", "feedback"):
@@ -158,24 +187,12 @@ def test_reads_wait_for_the_batch_and_give_up_when_it_takes_too_long() -> None:
     pipeline, _ = _pipeline()
     pipeline.process([_reading("m1", i) for i in range(3)])
     drill = DrillDown(pipeline, lock_timeout=0.2)
-    release = threading.Event()
-    held = threading.Event()
-
-    def batch() -> None:  # what the processing loop does: hold the lock for a whole batch
-        with pipeline.lock:
-            held.set()
-            release.wait(5)
-
-    worker = threading.Thread(target=batch)
-    worker.start()
-    held.wait(5)
-    started = time.monotonic()
-    with pytest.raises(Busy):
-        drill.machine("m1")
-    assert 0.15 < time.monotonic() - started < 2
-    assert drill.census() is None  # a scrape serves the last census instead
-    release.set()
-    worker.join(5)
+    with _batch_running(pipeline):
+        started = time.monotonic()
+        with pytest.raises(Busy):
+            drill.machine("m1")
+        assert 0.15 < time.monotonic() - started < 2
+        assert drill.census() is None  # a scrape serves the last census instead
     assert drill.machine("m1") is not None
 
 
@@ -243,15 +260,10 @@ def test_model_census_counts_age_and_warm_up_at_scrape_time() -> None:
     assert sample("anomstream_model_age_readings_bucket", le="+Inf") == 6
     assert sample("anomstream_models_warming_up") == 3
     # The pipeline busy: the last census is served, not a stall.
-    busy = threading.Event()
-    done = threading.Event()
-    threading.Thread(target=lambda: (pipeline.lock.acquire(), busy.set(), done.wait(5), pipeline.lock.release())).start()
-    busy.wait(5)
-    pipeline_models = len(pipeline.models)
-    started = time.monotonic()
-    assert sample("anomstream_model_age_readings_count") == pipeline_models
-    assert time.monotonic() - started < 3
-    done.set()
+    with _batch_running(pipeline):
+        started = time.monotonic()
+        assert sample("anomstream_model_age_readings_count") == 6
+        assert time.monotonic() - started < 3
     census.bind(None)
     assert len(MODEL_AGE_BUCKETS) == len(set(MODEL_AGE_BUCKETS))
 
@@ -299,7 +311,7 @@ def test_drilldown_on_the_running_service(kafka_broker: str, unique: str) -> Non
         body = json.loads(text)
         (entry,) = body["open_alerts"]
         assert entry["alert_id"] == alert["alert_id"] and entry["kind"] == alert["kind"] == "anomaly"
-        assert entry["sensors"] == [{"name": s["name"], "contribution": s["contribution"]} for s in alert["sensors"]]
+        assert entry["sensors"] == _attribution(alert)
         assert body["readings"] == 640 and body["policy"]["phase"] == "firing"
         assert {s["name"] for s in body["sensors"]} >= {"temp_c"} and all(s["warm"] for s in body["sensors"])
         last = body["last_reading"]
