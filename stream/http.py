@@ -146,8 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply["status"], payload, headers=reply["headers"])
 
     def _send_json(self, ok: bool, body: dict[str, Any], status: int | None = None) -> None:
-        payload = json.dumps({"status": "ok" if ok else "unavailable", **body}).encode()
-        self._send(status or (200 if ok else 503), payload, headers=[("Content-Type", "application/json")])
+        self._send_body(status or (200 if ok else 503), {"status": "ok" if ok else "unavailable", **body})
 
     def _send(self, status: int, payload: bytes, *, headers: list[tuple[str, str]]) -> None:
         self.send_response(status)
