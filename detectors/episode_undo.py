@@ -31,6 +31,7 @@ models untouched (`no_snapshot`) when they disagree.
 from __future__ import annotations
 
 import pickle
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,9 @@ LOST = 16  # episodes given up, remembered per machine to tell `too_late` from `
 # relearn(state, machine, sensors, suffix): learn one reading exactly as the pipeline did
 Relearn = Callable[[MachineState, str, dict[str, float], str], None]
 Models = tuple[dict[str, Entity], Entity | None]
+# A logged reading: sensor names (one tuple shared by consecutive readings with the same
+# sensors), their values as learned, the mode suffix. ~150 bytes, half a dict of floats.
+Logged = tuple[tuple[str, ...], "array[float]", str]
 
 
 @dataclass
@@ -63,7 +67,7 @@ class _Track:
     def __init__(self, state: MachineState) -> None:
         self.state = state  # identity: a machine evicted and thawed again is a new state
         self.base = _dumps(state)
-        self.log: list[tuple[dict[str, float], str]] = []
+        self.log: list[Logged] = []
         self.episodes: list[_Episode] = []
         self.current: _Episode | None = None  # the tracked episode in progress
         # started_at of the run in progress at the last reading, tracked or not: a run already
@@ -109,8 +113,12 @@ class EpisodeUndo:
             if len(self._tracks) > self.models.machines + 64 + self.models.machines // 4:
                 self._prune()
             return
-        track.log.append((sensors, suffix))
-        n = len(track.log)
+        log = track.log
+        names = tuple(sensors)
+        if log and log[-1][0] == names:
+            names = log[-1][0]
+        log.append((names, array("d", sensors.values()), suffix))
+        n = len(log)
         policy = state.policy
         run = policy.started_at if policy.phase in (PENDING, FIRING) else None
         episode = track.current
@@ -156,11 +164,11 @@ class EpisodeUndo:
         log = track.log
         end = len(log) if episode.end is None else episode.end
         kept = log[: episode.start] + log[end:]
-        expected = _learned(state) - sum(self._per_reading(s) for s, _ in log[episode.start : end])
+        expected = _learned(state) - sum(self._per_reading(n) for n, _, _ in log[episode.start : end])
         current: Models = (dict(state.entities), state.joint)
         self._install(state, machine, pickle.loads(track.base))
-        for sensors, suffix in kept:
-            self.relearn(state, machine, sensors, suffix)
+        for names, values, suffix in kept:
+            self.relearn(state, machine, dict(zip(names, values)), suffix)
         if _learned(state) != expected:  # restarted models since the base: replay is not them
             self._install(state, machine, current)
             self.forget(machine)
@@ -180,11 +188,11 @@ class EpisodeUndo:
         """Drop a machine's log (its models were reset: the base no longer leads to them)."""
         self._tracks.pop(machine, None)
 
-    def _per_reading(self, sensors: dict[str, float]) -> int:
+    def _per_reading(self, names: tuple[str, ...]) -> int:
         """Learned counts one reading adds: one per sensor model plus the machine-wide model."""
         if self.machine_mode:
             return 1
-        return len(sensors) + (self.models.joint is not None)
+        return len(names) + (self.models.joint is not None)
 
     def _install(self, state: MachineState, machine: str, models: Models) -> None:
         """Put `models` in place of the machine's, through the store so its model count holds."""

@@ -102,7 +102,9 @@ def parse_feedback(key: bytes | None, value: bytes | None) -> Feedback:
             raise _bad("sensors must be distinct names of at most 256 characters")
         sensors = tuple(raw)
     note = _text(msg, "note", empty=True) if "note" in msg else ""
-    return Feedback(text["alert_id"], text["machine_id"], action, text["by"], _time(msg["at"]), note, sensors)
+    return Feedback(
+        text["alert_id"], text["machine_id"], action, text["by"], _time(msg["at"]), note, sensors
+    )
 
 
 def _text(msg: Mapping[str, Any], name: str, *, empty: bool = False) -> str:
@@ -153,7 +155,9 @@ class FeedbackHandler:
         entry = alert_book.find(state, fb.alert_id)
         if entry is None:
             counter.labels(fb.action, "unknown_alert").inc()
-            raise InvalidRecord("unknown_alert", f"machine {fb.machine_id[:64]!r} does not remember {fb.alert_id}")
+            raise InvalidRecord(
+                "unknown_alert", f"machine {fb.machine_id[:64]!r} does not remember {fb.alert_id}"
+            )
         book = state.ops.setdefault("feedback", {"v": 1, "applied": []})
         key = f"{fb.alert_id}:{fb.action}"
         if key in book["applied"]:
@@ -173,7 +177,8 @@ class FeedbackHandler:
         del notes[:-NOTES]
         state.dirty = True
         counter.labels(fb.action, result).inc()
-        log.info("feedback %s on alert %s of %r by %r: %s", fb.action, fb.alert_id, fb.machine_id, fb.by, result)
+        log.info("feedback %s on alert %s of %r by %r: %s",
+                 fb.action, fb.alert_id, fb.machine_id, fb.by, result)
 
     def _false_positive(
         self, state: MachineState, fb: Feedback, entry: dict[str, Any], source: AlertSource,
@@ -203,7 +208,8 @@ class FeedbackHandler:
     ) -> None:
         """Resolve the machine's open anomaly alert if it is the one the feedback is about."""
         policy = state.policy
-        if policy.phase != FIRING or alert_id(fb.machine_id, list(policy.sensors), policy.started_at) != fb.alert_id:
+        open_id = alert_id(fb.machine_id, list(policy.sensors), policy.started_at)
+        if policy.phase != FIRING or open_id != fb.alert_id:
             return  # already resolved, or another episode is open now
         transition: Transition | None = self.pipeline.policy.resolve_now(policy)
         if transition is None:

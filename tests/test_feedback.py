@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -66,7 +66,8 @@ def _feedback(pipeline: Pipeline, message: dict[str, Any] | bytes, offset: int =
 
 
 def _count(registry: CollectorRegistry, action: str, result: str) -> float:
-    return registry.get_sample_value("anomstream_feedback_total", {"action": action, "result": result}) or 0.0
+    labels = {"action": action, "result": result}
+    return registry.get_sample_value("anomstream_feedback_total", labels) or 0.0
 
 
 def _ts(record: FakeRecord) -> float:
@@ -107,9 +108,13 @@ def _scores(pipeline: Pipeline, records: list[FakeRecord]) -> list[float]:
     return out
 
 
-def test_false_positive_after_resolve_undoes_the_episode_exactly() -> None:
+CONFIGS = [{}, {"detector.name": "ewm-zscore", "detector.machine_model": ""}]
+
+
+@pytest.mark.parametrize("overrides", CONFIGS, ids=["default", "ewm-zscore"])
+def test_false_positive_after_resolve_undoes_the_episode_exactly(overrides: dict[str, Any]) -> None:
     records = _records()
-    pipeline, registry = _pipeline()
+    pipeline, registry = _pipeline(**overrides)
     alerts = _run(pipeline, records[:900])
     assert [a["status"] for a in alerts] == ["firing", "resolved"]
     firing, resolved = alerts
@@ -121,14 +126,55 @@ def test_false_positive_after_resolve_undoes_the_episode_exactly() -> None:
     # The reference never saw the episode: from its first anomalous reading to the resolving one.
     episode = [r for r in records if first - 1e-6 <= _ts(r) <= last + 1e-6]
     assert 80 <= len(episode) <= 200
-    reference, _ = _pipeline()
+    reference, _ = _pipeline(**overrides)
     _run(reference, [r for r in records[:1000] if r not in episode])
     assert _models(pipeline) == _models(reference)
     assert _scores(pipeline, records[1000:]) == _scores(reference, records[1000:])
     # and the episode did change the models: the undo is not vacuous
-    untouched, _ = _pipeline()
+    untouched, _ = _pipeline(**overrides)
     _run(untouched, records[:1000])
     assert _models(untouched) != _models(pipeline)
+
+
+def test_undoing_the_first_of_two_episodes_keeps_the_second() -> None:
+    sim = Simulator(machines=1, seed=3, start_time=1_700_000_000.0, faults=[
+        FaultSpec(MACHINE, "temp_c", "level_shift", start_index=500, duration=60, magnitude=5.0),
+        FaultSpec(MACHINE, "current_a", "level_shift", start_index=750, duration=60, magnitude=5.0),
+    ])
+    records = records_from(sim.readings(1000), partitions=1)
+    pipeline, _ = _pipeline()
+    alerts = _run(pipeline, records)
+    episodes = [a for a in alerts if a["status"] == "resolved"]
+    assert len(episodes) == 2
+    first = episodes[0]
+    _feedback(pipeline, _message(first["alert_id"], "false_positive"))
+    start, end = _epoch(first["started_at"]), _epoch(first["event_time"])
+    reference, _ = _pipeline()
+    _run(reference, [r for r in records if not start - 1e-6 <= _ts(r) <= end + 1e-6])
+    assert _models(pipeline) == _models(reference)
+    # the second episode is still undoable, from the shortened log
+    second = episodes[1]
+    _feedback(pipeline, _message(second["alert_id"], "false_positive"), 1)
+    start2, end2 = _epoch(second["started_at"]), _epoch(second["event_time"])
+    reference, registry = _pipeline()
+    _run(reference, [r for r in records if not (start - 1e-6 <= _ts(r) <= end + 1e-6
+                                                 or start2 - 1e-6 <= _ts(r) <= end2 + 1e-6)])
+    assert _models(pipeline) == _models(reference)
+
+
+def test_models_restarted_since_the_episode_are_left_alone() -> None:
+    records = _records()
+    pipeline, registry = _pipeline()
+    firing, _resolved = _run(pipeline, records[:850])
+    state = pipeline.models.find(MACHINE)
+    assert state is not None
+    pipeline.models.reset_sensors(state)  # what a maintenance rebaseline does
+    _run(pipeline, records[850:900])
+    before = _models(pipeline)
+    _feedback(pipeline, _message(firing["alert_id"], "false_positive"))
+    assert _count(registry, "false_positive", "no_snapshot") == 1
+    assert _models(pipeline) == before
+    assert len(pipeline.models) == len(state.entities) + 1  # the store's model count still holds
 
 
 def test_false_positive_on_an_open_alert_resolves_it_and_undoes_its_readings() -> None:
@@ -290,7 +336,7 @@ def test_the_schema_accepts_what_the_parser_accepts() -> None:
         validator.validate(message)
         parse_feedback(MACHINE.encode(), orjson.dumps(message))
     parsed = parse_feedback(None, orjson.dumps(GOOD))  # no key: accepted (routed by the producer)
-    assert parsed.at == datetime(2026, 12, 2, 2, 0, tzinfo=timezone.utc).timestamp()
+    assert parsed.at == datetime(2026, 12, 2, 2, 0, tzinfo=UTC).timestamp()
 
 
 def test_key_must_be_the_machine() -> None:

@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 import pytest
 from fakes import validate_alert
-from kafka_helpers import produce, produce_sim, read_topic, running_service, service_config, wait_until
+from kafka_helpers import (
+    produce,
+    produce_sim,
+    read_topic,
+    running_service,
+    service_config,
+    wait_until,
+)
 
 from anomstream.stream.feedback import SCHEMA
 from anomstream.stream.pipeline import DLQ_REASON_HEADER
@@ -75,8 +82,12 @@ def test_each_feedback_kind_is_applied_once_even_across_a_restart(kafka_broker: 
 
         def settled() -> str | None:
             metrics = service.http_get("/metrics")[1]
-            done = [_counted(metrics, "false_positive", "applied"), _counted(metrics, "confirmed", "applied"),
-                    _counted(metrics, "maintenance_done", "applied"), _counted(metrics, "confirmed", "unknown_alert")]
+            done = [
+                _counted(metrics, "false_positive", "applied"),
+                _counted(metrics, "confirmed", "applied"),
+                _counted(metrics, "maintenance_done", "applied"),
+                _counted(metrics, "confirmed", "unknown_alert"),
+            ]
             return metrics if done == [1, 1, 1, 1] else None
 
         wait_until(settled, 30, what="the feedback applied")
