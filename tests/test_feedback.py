@@ -162,6 +162,26 @@ def test_undoing_the_first_of_two_episodes_keeps_the_second() -> None:
     assert _models(pipeline) == _models(reference)
 
 
+def test_after_a_rebaseline_a_new_base_keeps_later_episodes_undoable() -> None:
+    records = _records()
+
+    def run(pipeline: Pipeline, keep: Any = lambda r: True) -> list[dict[str, Any]]:
+        _run(pipeline, [r for r in records[:300] if keep(r)])
+        state = pipeline.models.find(MACHINE)
+        assert state is not None
+        pipeline.models.reset_sensors(state)  # what a maintenance rebaseline does
+        return _run(pipeline, [r for r in records[300:900] if keep(r)])
+
+    pipeline, registry = _pipeline()
+    firing, resolved = run(pipeline)
+    _feedback(pipeline, _message(firing["alert_id"], "false_positive"))
+    assert _count(registry, "false_positive", "applied") == 1
+    start, end = _epoch(firing["started_at"]), _epoch(resolved["event_time"])
+    reference, _ = _pipeline()
+    run(reference, lambda r: not start - 1e-6 <= _ts(r) <= end + 1e-6)
+    assert _models(pipeline) == _models(reference)
+
+
 def test_models_restarted_since_the_episode_are_left_alone() -> None:
     records = _records()
     pipeline, registry = _pipeline()
