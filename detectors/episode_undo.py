@@ -160,7 +160,7 @@ class EpisodeUndo:
         learned. Returns `applied`, `too_late` (given up: too long ago or too long) or
         `no_snapshot` (not tracked here: from before a restart, or the models restarted)."""
         track = self._tracks.get(machine)
-        if track is None or track.state is not state:
+        if track is None or track.state is not state or track.probe is not _probe(state):
             return "no_snapshot"
         episode = next((e for e in track.episodes if e.started_at == started_at), None)
         if episode is None:

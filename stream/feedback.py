@@ -67,7 +67,20 @@ class Feedback:
 
 
 def parse_feedback(key: bytes | None, value: bytes | None) -> Feedback:
-    """Decode and validate one message; `InvalidRecord("bad_feedback", why)` if unusable."""
+    """Decode and validate one message; `InvalidRecord("bad_feedback", why)` if unusable.
+
+    Examples
+    --------
+    >>> fb = parse_feedback(b"press-07", b'{"schema": "anomstream.feedback/v1", "alert_id": "'
+    ...     + b"0" * 32 + b'", "machine_id": "press-07", "action": "confirmed", "by": "op-7",'
+    ...     b' "at": "2026-12-02T03:00:00Z"}')
+    >>> fb.action, fb.at
+    ('confirmed', 1796180400.0)
+    >>> parse_feedback(b"press-07", b'{"schema": "anomstream.feedback/v1"}')
+    Traceback (most recent call last):
+    ...
+    anomstream.stream.errors.InvalidRecord: bad_feedback: missing action, alert_id, at, by, machine_id
+    """
     try:
         msg = orjson.loads(value or b"")
     except orjson.JSONDecodeError as exc:
@@ -177,8 +190,13 @@ class FeedbackHandler:
         del notes[:-NOTES]
         state.dirty = True
         counter.labels(fb.action, result).inc()
-        log.info("feedback %s on alert %s of %r by %r: %s",
-                 fb.action, fb.alert_id, fb.machine_id, fb.by, result)
+        if result in ("too_late", "no_snapshot"):
+            log.warning("false_positive on alert %s of %r by %r: resolved, but its learning is not "
+                        "undone (%s; see docs/operations/feedback.md)",
+                        fb.alert_id, fb.machine_id, fb.by, result)
+        else:
+            log.info("feedback %s on alert %s of %r by %r: %s",
+                     fb.action, fb.alert_id, fb.machine_id, fb.by, result)
 
     def _false_positive(
         self, state: MachineState, fb: Feedback, entry: dict[str, Any], source: AlertSource,
