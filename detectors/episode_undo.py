@@ -114,7 +114,9 @@ class EpisodeUndo:
         if track is None or track.state is not state or track.probe is not _probe(state):
             # new here, or its models were restarted (a rebaseline): start from what it has now
             self._tracks[machine] = _Track(state)  # its base already holds this reading
-            if len(self._tracks) > self.models.machines + 64 + self.models.machines // 4:
+            # A track holds its state: evicted machines' tracks must go, in O(live) every
+            # 64 + live/16 new tracks (a few % of the states at most, amortised O(1)).
+            if len(self._tracks) > self.models.machines + 64 + self.models.machines // 16:
                 self._prune()
             return
         log = track.log

@@ -391,3 +391,11 @@ def test_feedback_state_is_plain_versioned_data() -> None:
     assert state.ops["feedback"]["v"] == 1
     restored = pickle.loads(pickle.dumps(state))
     assert isinstance(restored, MachineState) and restored.ops["feedback"] == state.ops["feedback"]
+
+
+def test_undo_logs_of_evicted_machines_are_dropped() -> None:
+    pipeline, _ = _pipeline(**{"detector.max_entities": 60})  # 10 live machines of 6 models
+    sim = Simulator(machines=300, seed=2, start_time=1.7e9, fault_rate=0)
+    pipeline.process(records_from(sim.readings(300 * 3)))
+    assert pipeline.models.machines <= 10 and pipeline.models.evicted > 500
+    assert len(pipeline.feedback.undo) <= pipeline.models.machines + 64
