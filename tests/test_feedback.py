@@ -156,7 +156,7 @@ def test_undoing_the_first_of_two_episodes_keeps_the_second() -> None:
     second = episodes[1]
     _feedback(pipeline, _message(second["alert_id"], "false_positive"), 1)
     start2, end2 = _epoch(second["started_at"]), _epoch(second["event_time"])
-    reference, registry = _pipeline()
+    reference, _ = _pipeline()
     _run(reference, [r for r in records if not (start - 1e-6 <= _ts(r) <= end + 1e-6
                                                  or start2 - 1e-6 <= _ts(r) <= end2 + 1e-6)])
     assert _models(pipeline) == _models(reference)

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from fakes import validate_alert
 from kafka_helpers import (
+    RunningService,
     produce,
     produce_sim,
     read_topic,
@@ -47,6 +48,15 @@ def _counted(metrics: str, action: str, result: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def _wait_counted(service: RunningService, once: list[tuple[str, str]]) -> str:
+    """Wait until each (action, result) was counted once; returns the metrics page."""
+    def done() -> str | None:
+        metrics = service.http_get("/metrics")[1]
+        return metrics if all(_counted(metrics, *labels) == 1 for labels in once) else None
+
+    return wait_until(done, 60, what=f"feedback counted: {once}")
+
+
 def _alerts(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     return [validate_alert(r.value) for r in read_topic(bootstrap, topic)]
 
@@ -77,18 +87,8 @@ def test_each_feedback_kind_is_applied_once_even_across_a_restart(kafka_broker: 
             (b"press-01", b"{not json"),
             _feedback({**wrong, "alert_id": "f" * 32}, "confirmed"),
         ])
-
-        def settled() -> str | None:
-            metrics = service.http_get("/metrics")[1]
-            done = [
-                _counted(metrics, "false_positive", "applied"),
-                _counted(metrics, "confirmed", "applied"),
-                _counted(metrics, "maintenance_done", "applied"),
-                _counted(metrics, "confirmed", "unknown_alert"),
-            ]
-            return metrics if done == [1, 1, 1, 1] else None
-
-        wait_until(settled, 30, what="the feedback applied")
+        _wait_counted(service, [("false_positive", "applied"), ("confirmed", "applied"),
+                                ("maintenance_done", "applied"), ("confirmed", "unknown_alert")])
         resolved = [a for a in _wait_alerts(kafka_broker, alert_topic, 5) if a["status"] == "resolved"]
     assert sorted((a["machine_id"], a["alert_id"], a["detail"]) for a in resolved) == sorted([
         (wrong["machine_id"], wrong["alert_id"], "false_positive by cmms: calibration run"),
@@ -106,18 +106,8 @@ def test_each_feedback_kind_is_applied_once_even_across_a_restart(kafka_broker: 
             _feedback(serviced, "maintenance_done"),
             _feedback(real, "maintenance_done"),  # ... and a new one, on the alert still open
         ])
-
-        def restarted() -> str | None:
-            metrics = service.http_get("/metrics")[1]
-            done = [
-                _counted(metrics, "false_positive", "duplicate"),
-                _counted(metrics, "confirmed", "duplicate"),
-                _counted(metrics, "maintenance_done", "duplicate"),
-                _counted(metrics, "maintenance_done", "applied"),
-            ]
-            return metrics if done == [1, 1, 1, 1] else None
-
-        metrics = wait_until(restarted, 60, what="the feedback after the restart")
+        metrics = _wait_counted(service, [("false_positive", "duplicate"), ("confirmed", "duplicate"),
+                                          ("maintenance_done", "duplicate"), ("maintenance_done", "applied")])
         alerts = _wait_alerts(kafka_broker, alert_topic, 6)
     # Not applied a second time, and the first messages were not read again (committed offsets):
     # each duplicate was counted once.
