@@ -13,8 +13,9 @@ counted `duplicate`, changing nothing.
   (health codes, silent) it is recorded on the alert and counted, nothing else: those trackers
   do not learn from the readings they flag, and they resolve by themselves.
 - `confirmed`: recorded on the alert's entry in the machine's alert book, counted.
-- `maintenance_done`: the named sensors (default: the alert's) restart their baseline; an open
-  anomaly alert on those sensors only resolves.
+- `maintenance_done`: the named sensors (default: the alert's) restart their baseline, models
+  and health tracking; an open anomaly alert on those sensors only resolves, and so do their
+  open health codes.
 
 Unusable messages raise `InvalidRecord` (dead letters): `bad_feedback` (not the schema),
 `unknown_machine` (no state here for it), `unknown_alert` (its machine does not remember it).
@@ -219,6 +220,10 @@ class FeedbackHandler:
         self.undo.forget(fb.machine_id)  # the log would lead back to the old baselines
         if entry["kind"] == "anomaly" and set(entry["sensors"]) <= sensors:
             self._resolve(state, fb, source, out, now)
+        # A serviced or replaced sensor's habits and rails are learned afresh too; its open
+        # health codes resolve (whatever alert the feedback was about).
+        for transition in self.pipeline.health.forget(state, sorted(sensors)):
+            out.alerts.append(self.pipeline.emit(state, fb.machine_id, transition, {}, fb.at, source, now))
         return "applied"
 
     def _resolve(

@@ -274,6 +274,25 @@ def test_maintenance_done_on_other_sensors_keeps_the_alert_open() -> None:
     assert len(alert_book.open_alerts(state)) == 1
 
 
+def test_maintenance_done_on_a_health_code_restarts_the_sensor_and_resolves_the_code() -> None:
+    sim = Simulator(machines=1, seed=3, start_time=1_700_000_000.0, faults=[
+        FaultSpec(MACHINE, "pressure_bar", "stuck", start_index=400, duration=300),
+    ])
+    pipeline, registry = _pipeline()
+    alerts = _run(pipeline, records_from(sim.readings(500), partitions=1))
+    (code,) = [a for a in alerts if a["kind"] != "anomaly"]
+    assert code["status"] == "firing" and [s["name"] for s in code["sensors"]] == ["pressure_bar"]
+    out = _feedback(pipeline, _message(code["alert_id"], "maintenance_done", note="new transmitter"))
+    (resolved,) = [validate_alert(m.value) for m in out.alerts]
+    assert (resolved["alert_id"], resolved["kind"], resolved["status"]) == (code["alert_id"], code["kind"], "resolved")
+    state = pipeline.models.find(MACHINE)
+    assert state is not None
+    assert "pressure_bar" not in state.entities and "pressure_bar" not in pipeline.health.describe(state)
+    assert "temp_c" in state.entities and "temp_c" in pipeline.health.describe(state)
+    assert [e["kind"] for e in alert_book.open_alerts(state)] == []
+    assert _count(registry, "maintenance_done", "applied") == 1
+
+
 def test_false_positive_too_late_resolves_nothing_and_changes_no_model() -> None:
     records = _records()
     pipeline, registry = _pipeline(**{"feedback.undo_window": 50})
