@@ -229,10 +229,16 @@ class ModelStore:
         state.last_seen = now
         return state
 
-    def entity(self, state: MachineState, machine: str, sensor: str) -> Entity:
-        entity = state.entities.get(sensor)
+    def entity(
+        self, state: MachineState, machine: str, sensor: str, suffix: str = "",
+        rule: TemplateRule | None = None,
+    ) -> Entity:
+        """The model of `sensor` (created on first use, from its template or `rule`); with a
+        `suffix`, the one of an operating mode that learns on its own, kept as `sensor@mode`."""
+        key = sensor + suffix if suffix else sensor
+        entity = state.entities.get(key)
         if entity is None:
-            entity = state.entities[sensor] = self._create(machine, sensor)
+            entity = state.entities[key] = self._create(machine, sensor, rule)
             self._entity_count += 1
             if self._entity_count > self.max_entities:
                 self._evict_lru(keep=machine)

@@ -1,26 +1,52 @@
-"""Operating modes and maintenance windows (STUB: to be built).
+"""Operating modes and maintenance windows: which mode a machine is in at a reading's event time,
+and what that means for its models and alerts.
 
-Contract with the pipeline:
-- `gate(machine, state, event_time)` runs once per reading, before anything else: a `Gate`
-  saying the machine's mode, whether its models learn (and score), whether its alerts are
-  published, the entity-key suffix of a mode that learns separately, and whether its models
-  restart their baseline now (the first reading after maintenance);
-- `silence_expected(state, now)` tells the presence check not to call a machine in maintenance
-  silent;
-- `describe(state)` is the JSON-able mode and maintenance state for `GET /machines/{id}`.
-State lives in `state.ops["modes"]`, plain versioned data.
+A machine's schedule is a list of windows `(start, until, mode)` in event time (`until`
+exclusive, None: open-ended), from control messages (kept in `state.ops["modes"]`) and from
+`[[modes.windows]]` in config. A reading is in the mode of the window that covers its event time
+and started last (a control message beats a configured window starting at the same time); none
+covering it: `production`. So "maintenance from 10:00" followed by "production from 12:00" ends
+the maintenance at 12:00, and a bounded window falls back to what was in force around it.
+
+What a mode does (`Gate`):
+
+- `maintenance`: no learning, no scoring, no health tracking, alerts suppressed. Open alerts
+  resolve on the first reading in maintenance (`Gate.resolve`); the first reading after it
+  restarts every model's baseline (`Gate.rebaseline`, `after_maintenance = "rebaseline"`) so
+  that the change the maintenance itself made (a replaced part) does not page.
+- an operating mode of `modes.learning`: `separate` learns models of its own (entity keys
+  suffixed `@mode`), `shared` learns the production models, `pause` is maintenance without the
+  resolve and the rebaseline (an alert open when the pause starts stays open).
+
+A maintenance window that lies entirely between two readings of a machine (it stopped
+reporting during the work) still counts: the next reading resolves and rebaselines.
+State: `state.ops["modes"] = {"v": 1, "id", "mode", "since", "at", "windows": [[start, until,
+mode], ...]}` (plain data), absent for a machine that never had a window: the hot path then
+costs one dict lookup.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from typing import Any
 
 from anomstream.detectors.entities import MachineState
 
-__all__ = ["DEFAULT_MODE", "Gate", "Modes"]
+__all__ = ["DEFAULT_MODE", "MAINTENANCE", "MAX_WINDOWS", "Gate", "Modes"]
 
 DEFAULT_MODE = "production"
+MAINTENANCE = "maintenance"
+PAUSE, SEPARATE, SHARED = "pause", "separate", "shared"
+# Windows kept per machine; beyond it the earliest go. Ended and shadowed windows are pruned
+# whenever the machine changes mode, so this only bounds a flood of future windows.
+MAX_WINDOWS = 64
+_CACHE = 100_000  # machines whose matching configured windows are remembered
+Window = tuple[float, float | None, str]
 
 
 @dataclass(frozen=True)
@@ -30,26 +56,235 @@ class Gate:
     alert: bool = True  # firing alerts are published (else counted as suppressed)
     suffix: str = ""  # appended to sensor entity keys: a mode with its own models
     rebaseline: bool = False  # restart every model's baseline before this reading
+    resolve: bool = False  # maintenance starts: the machine's open alerts end now
+    ended: bool = False  # the first reading after maintenance: sensors may have changed
+    previous: str | None = None  # the mode this reading leaves, when it changes mode
 
 
 OPEN = Gate()
 
 
 class Modes:
-    def __init__(self, *, enabled: bool = True) -> None:
+    """The machines' mode schedules; see the module docstring.
+
+    Examples
+    --------
+    >>> modes = Modes(learning={"setup": "separate"})
+    >>> state = MachineState()
+    >>> modes.schedule(state, "press-07", MAINTENANCE, 100.0, 200.0)
+    'applied'
+    >>> modes.schedule(state, "press-07", MAINTENANCE, 100.0, 200.0)
+    'duplicate'
+    >>> [(g.mode, g.learn, g.resolve, g.rebaseline) for g in
+    ...  (modes.gate("press-07", state, t) for t in (50.0, 100.0, 150.0, 200.0))]
+    [('production', True, False, False), ('maintenance', False, True, False), \
+('maintenance', False, False, False), ('production', True, False, True)]
+    """
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        learning: Mapping[str, str] | None = None,
+        after_maintenance: str = "rebaseline",
+        windows: Sequence[tuple[str, str, float, float | None]] = (),
+    ) -> None:
         self.enabled = enabled
+        self.learning = dict(learning or {})
+        self.after_maintenance = after_maintenance
+        self.windows = tuple(windows)  # (machine pattern, mode, start, until) from config
+        self._planned: dict[str, tuple[Window, ...]] = {}
+        self._gates = {name: self._base_gate(name) for name in self.modes}
 
     @classmethod
     def from_config(cls, config: Any) -> Modes:
-        return cls(enabled=config.enabled)
+        return cls(
+            enabled=config.enabled,
+            learning=config.learning,
+            after_maintenance=config.after_maintenance,
+            windows=[(w.machine, w.mode, float(w.start), w.until) for w in config.windows],
+        )
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Every mode a machine can be in: the closed set of `machines_in_mode` labels."""
+        return (DEFAULT_MODE, MAINTENANCE, *self.learning)
+
+    def _base_gate(self, mode: str) -> Gate:
+        if mode == DEFAULT_MODE:
+            return OPEN
+        how = PAUSE if mode == MAINTENANCE else self.learning[mode]
+        if how == PAUSE:
+            return Gate(mode, learn=False, alert=False)
+        return Gate(mode, suffix="@" + mode if how == SEPARATE else "")
+
+    # ------------------------------------------------------------------ per reading
 
     def gate(self, machine: str, state: MachineState, event_time: float) -> Gate:
-        return OPEN
+        if not self.enabled:
+            return OPEN
+        book = state.ops.get("modes")
+        planned = self._planned_for(machine)
+        if book is None:
+            if not planned:
+                return OPEN
+            book = _new_book(state, machine)
+        mode = _mode_at(book["windows"], planned, event_time)
+        gate = self._gates[mode]
+        last = book["at"]
+        if last is not None and event_time < last:
+            return gate  # a late reading: its own mode, but it moves the machine nowhere
+        book["at"] = event_time
+        previous = book["mode"]
+        skipped = (
+            last is not None and mode != MAINTENANCE and previous != MAINTENANCE
+            and _maintenance_between(book["windows"], planned, last, event_time)
+        )
+        if mode == previous and not skipped:
+            return gate
+        book["mode"], book["since"] = mode, event_time
+        book["windows"] = _prune(book["windows"], event_time)
+        ended = skipped or (previous == MAINTENANCE and mode != MAINTENANCE)
+        gate = dataclasses.replace(
+            gate,
+            resolve=skipped or (mode == MAINTENANCE and previous != MAINTENANCE),
+            ended=ended,
+            rebaseline=ended and self.after_maintenance == "rebaseline",
+            previous=previous if mode != previous else None,
+        )
+        if not book["windows"] and not planned and mode == DEFAULT_MODE:
+            del state.ops["modes"]  # back to the one-lookup path
+        return gate
+
+    def _planned_for(self, machine: str) -> tuple[Window, ...]:
+        """The configured windows whose pattern matches `machine` (cached: patterns are matched
+        once per machine, not per reading)."""
+        if not self.windows:
+            return ()
+        planned = self._planned.get(machine)
+        if planned is None:
+            if len(self._planned) >= _CACHE:
+                self._planned.clear()
+            planned = self._planned[machine] = tuple(
+                (start, until, mode) for pattern, mode, start, until in self.windows
+                if fnmatchcase(machine, pattern)
+            )
+        return planned
+
+    # ------------------------------------------------------------------ control messages
+
+    def schedule(
+        self, state: MachineState, machine: str, mode: str, start: float, until: float | None
+    ) -> str:
+        """Record a window from a control message: `applied`, `duplicate` (already recorded,
+        so replaying the control topic is harmless) or `expired` (it ended before the machine's
+        last reading: nothing left to do). A window with the start of a recorded one replaces
+        it (say, to give an open maintenance its end)."""
+        if mode not in self._gates:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(self.modes)}")
+        book = state.ops.get("modes")
+        if until is not None and book is not None and book["at"] is not None and until <= book["at"]:
+            return "expired"
+        if book is None:
+            book = _new_book(state, machine)
+        windows: list[list[Any]] = book["windows"]
+        entry = [start, until, mode]
+        starts = [w[0] for w in windows]
+        i = bisect.bisect_left(starts, start)
+        if i < len(windows) and windows[i][0] == start:
+            if windows[i] == entry:
+                return "duplicate"
+            windows[i] = entry
+        else:
+            windows.insert(i, entry)
+            del windows[:-MAX_WINDOWS]
+        return "applied"
+
+    def in_force(self, state: MachineState, at: float) -> str:
+        """The mode the machine's schedule gives for event time `at`."""
+        book = state.ops.get("modes")
+        if book is None:
+            return DEFAULT_MODE
+        return _mode_at(book["windows"], self._planned_for(book["id"]), at)
+
+    # ------------------------------------------------------------------ other readers
 
     def silence_expected(self, state: MachineState, now: float) -> bool:
-        """True while the machine is in maintenance or a mode in which it may stop reporting:
-        the presence check then raises no `silent` alert for it."""
-        return False
+        """True while the machine is in maintenance or a paused mode (at its last reading, or
+        by its schedule at `now`, taken as event time): the presence check then raises no
+        `silent` alert for it."""
+        book = state.ops.get("modes")
+        if book is None:
+            return False
+        quiet = (book["mode"], self.in_force(state, now))
+        return any(not self._gates[m].learn for m in quiet if m in self._gates)
+
+    @staticmethod
+    def mode_of(state: MachineState) -> str:
+        """The mode of the machine's last reading."""
+        book = state.ops.get("modes")
+        return DEFAULT_MODE if book is None else str(book["mode"])
 
     def describe(self, state: MachineState) -> dict[str, Any]:
-        return {}
+        """JSON-able mode and maintenance state for `GET /machines/{id}`."""
+        book = state.ops.get("modes")
+        mode = self.mode_of(state)
+        gate = self._gates.get(mode, OPEN)
+        out: dict[str, Any] = {
+            "mode": mode,
+            "in_maintenance": mode == MAINTENANCE,
+            "learning": "pause" if not gate.learn else ("separate" if gate.suffix else "shared"),
+            "since": _iso(book["since"]) if book and book["since"] is not None else None,
+            "windows": [],
+        }
+        if book is not None:
+            windows = [*self._planned_for(book["id"]), *map(tuple, book["windows"])]
+            out["windows"] = [
+                {"mode": m, "from": _iso(s), "until": _iso(u) if u is not None else None}
+                for s, u, m in sorted(windows, key=lambda w: w[0])
+            ]
+        return out
+
+
+def _new_book(state: MachineState, machine: str) -> dict[str, Any]:
+    book = state.ops["modes"] = {
+        "v": 1, "id": machine, "mode": DEFAULT_MODE, "since": None, "at": None, "windows": [],
+    }
+    return book
+
+
+def _mode_at(windows: Sequence[Sequence[Any]], planned: Sequence[Window], t: float) -> str:
+    """The mode of the covering window that started last; configured ones first, so a control
+    message with the same start wins."""
+    best: Sequence[Any] | None = None
+    for group in (planned, windows):
+        for w in group:
+            if w[0] <= t and (w[1] is None or t < w[1]) and (best is None or w[0] >= best[0]):
+                best = w
+    return DEFAULT_MODE if best is None else str(best[2])
+
+
+def _maintenance_between(
+    windows: Sequence[Sequence[Any]], planned: Sequence[Window], after: float, upto: float
+) -> bool:
+    """Did a maintenance window start after one reading and end before the next?"""
+    return any(
+        w[2] == MAINTENANCE and after < w[0] <= upto for group in (planned, windows) for w in group
+    )
+
+
+def _prune(windows: list[list[Any]], t: float) -> list[list[Any]]:
+    """Drop the windows that can cover no reading from `t` on: ended ones, and those started
+    before the latest open-ended window in force (it wins from its start on, for good)."""
+    latest_open = max((w[0] for w in windows if w[1] is None and w[0] <= t), default=None)
+    kept = [
+        w for w in windows
+        if (w[1] is None or w[1] > t) and (latest_open is None or w[0] >= latest_open)
+    ]
+    if kept and kept[0][0] == latest_open and kept[0][1] is None and kept[0][2] == DEFAULT_MODE:
+        del kept[0]  # "production from then on" is what no window means
+    return kept
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

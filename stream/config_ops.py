@@ -7,6 +7,10 @@ field's docstring is its documentation.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
 from anomstream.detectors.health_codes import DEFAULT_SEVERITY, Rules, Severity
 from anomstream.stream.config_sections import (
     NonEmptyStr,
@@ -16,10 +20,18 @@ from anomstream.stream.config_sections import (
     _Section,
     report_problems,
 )
-from pydantic import StrictBool, StrictFloat, StrictStr, model_validator
+from pydantic import (
+    BeforeValidator,
+    StrictBool,
+    StrictFloat,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 
 __all__ = [
-    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModesConfig", "SilenceConfig",
+    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModeWindow", "ModesConfig",
+    "SilenceConfig",
 ]
 
 
@@ -133,6 +145,58 @@ class FeedbackConfig(_Section):
     result `no_snapshot`), nothing kept. See docs/operations/feedback.md."""
 
 
+# Epoch values above this are milliseconds (the telemetry decoder's `auto` rule).
+_MS_CUTOFF = 1e11
+# The two modes every machine knows; any other name is an operating mode of `modes.learning`.
+_BUILT_IN_MODES = ("production", "maintenance")
+# Mode names end up in entity keys (`temp_c@setup`) and metric labels: short and plain.
+_MODE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """A TOML datetime, an ISO-8601 string (zone-less: UTC) or epoch seconds/milliseconds, as
+    epoch seconds; anything else is left for the float check to refuse."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 time nor epoch seconds: {value[:40]!r}") from None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / 1000.0 if abs(value) >= _MS_CUTOFF else float(value)
+    return value
+
+
+EventTime = Annotated[
+    StrictFloat,
+    BeforeValidator(_epoch_seconds),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+]
+
+
+class ModeWindow(_Section):
+    """A planned mode or maintenance window of the machines matching a pattern, in event time."""
+
+    machine: StrictStr = "*"
+    """Shell-style pattern of machine ids."""
+    mode: NonEmptyStr = "maintenance"
+    """`maintenance`, `production` or an operating mode (see `modes.learning`)."""
+    start: EventTime | None = None
+    """First event time in the mode (required): a TOML datetime, ISO-8601 (zone-less: UTC) or
+    epoch seconds."""
+    until: EventTime | None = None
+    """First event time after it (exclusive); unset: until a later window or message."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ModeWindow:
+        if self.start is None:
+            report_problems([("start", "required: the event time the window starts")])
+        elif self.until is not None and self.until <= self.start:
+            report_problems([("until", "must be later than start")])
+        return self
+
+
 class ModesConfig(_Section):
     """Maintenance windows and operating modes, from the control topic or from config."""
 
@@ -141,3 +205,32 @@ class ModesConfig(_Section):
     control_topic: NonEmptyStr = "anomstream.control"
     """Topic of mode and maintenance messages, keyed by machine id, partitioned like the input
     (schema: `config/schemas/control-v1.json`)."""
+    learning: dict[StrictStr, Literal["pause", "separate", "shared"]] = {
+        "idle": "pause", "cleaning": "pause", "setup": "separate",
+    }
+    """The operating modes and how their models learn: `separate` (models of their own, entity
+    keys suffixed `@mode`), `pause` (no learning, scoring nor alerts; open alerts stay open) or
+    `shared` (the production models). Only these, `production` and `maintenance` are accepted:
+    mode names are metric labels, a closed set."""
+    after_maintenance: Literal["rebaseline", "resume"] = "rebaseline"
+    """`rebaseline`: the machine's models restart (a new warm-up) on its first reading after
+    maintenance, so a replaced part's new level does not page; `resume`: they go on as before."""
+    windows: tuple[ModeWindow, ...] = ()
+    """Planned windows, `[[modes.windows]]`; a control message or window starting later wins."""
+
+    @model_validator(mode="after")
+    def _known_modes(self) -> ModesConfig:
+        problems = [
+            (f"learning.{name}", f"{name!r} is built in, not an operating mode")
+            for name in self.learning if name in _BUILT_IN_MODES
+        ]
+        problems += [
+            (f"learning.{name}", "a mode name is 1-32 letters, digits, '_', '-' or '.'")
+            for name in self.learning if not _MODE_NAME.fullmatch(name)
+        ]
+        problems += [
+            (f"windows[{i}].mode", f"unknown mode {w.mode!r}: not maintenance, production nor in modes.learning")
+            for i, w in enumerate(self.windows) if w.mode not in _BUILT_IN_MODES and w.mode not in self.learning
+        ]
+        report_problems(problems)
+        return self

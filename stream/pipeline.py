@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from anomstream import __version__
 from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
-from anomstream.detectors.modes import Modes
+from anomstream.detectors.modes import Gate, Modes
 from anomstream.detectors.policy import AlertPolicy, Transition
 from anomstream.detectors.presence import Presence
 from anomstream.detectors.sensor_health import SensorHealth
@@ -45,6 +46,8 @@ from anomstream.stream.telemetry import Reading, TelemetryDecoder
 __all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
+# Seconds between full recounts of `anomstream_machines_in_mode` over the live machines.
+MODE_RECOUNT = 30.0
 Joint = tuple[float, dict[str, float]]  # a machine-wide model's score and per-sensor contributions
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ class Pipeline:
         self._scored = 0  # sensor values scored so far (after warm-up)
         self._sensor_scores: list[float] = []  # this batch's per-sensor scores, for the histogram
         self._errors_seen: set[tuple[str, str]] = set()  # (exception type, where): logged once
+        self._modes_counted_at = 0.0  # next full recount of `machines_in_mode` (clock time)
         instance = config.service.instance or "local"
         self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
 
@@ -186,9 +190,17 @@ class Pipeline:
         """One valid reading through modes, health, models, policy and presence; its alerts go
         to `out`. Returns the machine score (0.0 when no model scored it)."""
         gate = self.modes.gate(reading.machine, state, reading.event_time)
+        transitions: list[Transition] = []
+        if gate.previous is not None or now >= self._modes_counted_at:
+            self._count_modes(gate, now)
+        if gate.resolve:  # maintenance starts: nobody is paged for what happens during it
+            transitions += self.control.end_open_alerts(state)
+        if gate.ended:
+            # Sensors unplugged or swapped during the work: their health starts afresh, so a
+            # sensor that was out for the maintenance raises no `gap` (health helper's state).
+            state.ops.pop("health", None)
         if gate.rebaseline:
             self.models.reset_sensors(state)
-        transitions: list[Transition] = []
         score = 0.0
         if gate.learn:
             health, excluded = self.health.step(
@@ -228,6 +240,19 @@ class Pipeline:
                     self.metrics.alerts_suppressed.labels(transition.kind).inc()
         return score
 
+    def _count_modes(self, gate: Gate, now: float) -> None:
+        """`machines_in_mode`: moved at once when a machine changes mode, recounted over the
+        live machines every `MODE_RECOUNT` seconds (new, evicted and released machines)."""
+        gauge = self.metrics.machines_in_mode
+        if now < self._modes_counted_at and gate.previous is not None:
+            gauge.labels(gate.previous).dec()
+            gauge.labels(gate.mode).inc()
+            return
+        self._modes_counted_at = now + MODE_RECOUNT
+        counts = Counter(self.modes.mode_of(state) for _, state in self.models.live_states())
+        for mode in self.modes.modes:
+            gauge.labels(mode).set(counts.get(mode, 0))
+
     def _check_silence(self, out: BatchOutput, now: float) -> None:
         """The timer's work: alert on machines that stopped reporting."""
         for machine, state, transition in self.presence.check(self.models, now):
@@ -246,7 +271,7 @@ class Pipeline:
         warmup = self._warmup
         entity_of = self.models.entity
         if self._machine_mode:
-            entity = entity_of(state, machine, MACHINE_WIDE + suffix)
+            entity = entity_of(state, machine, MACHINE_WIDE, suffix)
             joint = self._score_joint(entity, sensors, warmup)
             if joint is not None:
                 self._scored += 1
@@ -255,7 +280,7 @@ class Pipeline:
         sensor_scores: dict[str, float] = {}
         best = 0.0
         for sensor, value in sensors.items():
-            entity = entity_of(state, machine, sensor + suffix)
+            entity = entity_of(state, machine, sensor, suffix)
             x: dict[Any, Any] = {"value": value}
             if entity.learned >= warmup:
                 s = entity.score_learn(x)
@@ -269,7 +294,12 @@ class Pipeline:
         if scored > 1:
             best, sensor_scores = _per_machine(best, sensor_scores)
         joint = None
-        entity = self.models.joint_entity(state, machine)
+        if not suffix:
+            entity = self.models.joint_entity(state, machine)
+        elif self.models.joint is not None:  # a separately learning mode's own relations
+            entity = entity_of(state, machine, MACHINE_WIDE, suffix, self.models.joint)
+        else:
+            entity = None
         if entity is not None:
             joint = self._score_joint(entity, sensors, warmup)
             if joint is not None and joint[0] > best:
