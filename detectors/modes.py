@@ -143,7 +143,7 @@ class Modes:
         if mode == previous and not skipped:
             return gate
         book["mode"], book["since"] = mode, event_time
-        book["windows"] = _prune(book["windows"], event_time)
+        book["windows"] = _prune(book["windows"], event_time, keep_production=bool(planned))
         ended = skipped or (previous == MAINTENANCE and mode != MAINTENANCE)
         gate = dataclasses.replace(
             gate,
@@ -273,16 +273,19 @@ def _maintenance_between(
     )
 
 
-def _prune(windows: list[list[Any]], t: float) -> list[list[Any]]:
+def _prune(windows: list[list[Any]], t: float, *, keep_production: bool) -> list[list[Any]]:
     """Drop the windows that can cover no reading from `t` on: ended ones, and those started
-    before the latest open-ended window in force (it wins from its start on, for good)."""
+    before the latest open-ended window in force (it wins from its start on, for good). That
+    one too when it is `production`, which is what no window means, unless configured windows
+    (not in this list) could cover what it overrides."""
     latest_open = max((w[0] for w in windows if w[1] is None and w[0] <= t), default=None)
     kept = [
         w for w in windows
         if (w[1] is None or w[1] > t) and (latest_open is None or w[0] >= latest_open)
     ]
-    if kept and kept[0][0] == latest_open and kept[0][1] is None and kept[0][2] == DEFAULT_MODE:
-        del kept[0]  # "production from then on" is what no window means
+    first = kept[0] if kept else None
+    if first and not keep_production and first[0] == latest_open and first[1] is None and first[2] == DEFAULT_MODE:
+        del kept[0]
     return kept
 
 
