@@ -205,7 +205,7 @@ class ModesConfig(_Section):
     control_topic: NonEmptyStr = "anomstream.control"
     """Topic of mode and maintenance messages, keyed by machine id, partitioned like the input
     (schema: `config/schemas/control-v1.json`)."""
-    learning: dict[StrictStr, Literal["pause", "separate", "shared"]] = {
+    learning: dict[StrictStr, Literal["pause", "separate", "shared"]] = {  # noqa: RUF012 - pydantic copies it
         "idle": "pause", "cleaning": "pause", "setup": "separate",
     }
     """The operating modes and how their models learn: `separate` (models of their own, entity

@@ -313,7 +313,7 @@ def test_a_control_message_applied_twice_changes_nothing() -> None:
 
 
 def test_a_machine_never_seen_is_accepted_and_its_window_holds_when_it_reports() -> None:
-    pipeline, registry = _pipeline(**{"detector.warmup": 5})
+    pipeline, _ = _pipeline(**{"detector.warmup": 5})
     feed = Feed(pipeline)
     feed.control(maintenance_message("pump-09"), key=b"pump-09")
     assert not feed.dead and pipeline.models.find("pump-09") is not None
