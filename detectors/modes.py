@@ -21,14 +21,15 @@ What a mode does (`Gate`):
 A maintenance window that lies entirely between two readings of a machine (it stopped
 reporting during the work) still counts: the next reading resolves and rebaselines.
 State: `state.ops["modes"] = {"v": 1, "id", "mode", "since", "at", "windows": [[start, until,
-mode], ...]}` (plain data), absent for a machine that never had a window: the hot path then
-costs one dict lookup.
+mode], ...]}` (plain data; `at`: the event time of its last reading), absent for a machine that
+never had a window: the hot path then costs one dict lookup.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,14 +137,21 @@ class Modes:
             return gate  # a late reading: its own mode, but it moves the machine nowhere
         book["at"] = event_time
         previous = book["mode"]
-        skipped = (
-            last is not None and mode != MAINTENANCE and previous != MAINTENANCE
-            and _maintenance_between(book["windows"], planned, last, event_time)
+        # A maintenance that started and ended between two readings (the machine was off for
+        # it). Before the first reading with a book, only a message's window can have been
+        # missed, never a configured one: an old window left in the config would otherwise
+        # rebaseline every machine whose state predates it.
+        skipped = mode != MAINTENANCE and previous != MAINTENANCE and (
+            _maintenance_between(book["windows"], (), -math.inf, event_time) if last is None
+            else _maintenance_between(book["windows"], planned, last, event_time)
         )
+        windows = book["windows"]
         if mode == previous and not skipped:
+            if windows and windows[0][1] is not None and windows[0][1] <= event_time:
+                self._tidy(book, planned, event_time)  # a window ended unnoticed
             return gate
         book["mode"], book["since"] = mode, event_time
-        book["windows"] = _prune(book["windows"], event_time, keep_production=bool(planned))
+        self._tidy(book, planned, event_time)
         ended = skipped or (previous == MAINTENANCE and mode != MAINTENANCE)
         gate = dataclasses.replace(
             gate,
@@ -152,9 +160,12 @@ class Modes:
             rebaseline=ended and self.after_maintenance == "rebaseline",
             previous=previous if mode != previous else None,
         )
-        if not book["windows"] and not planned and mode == DEFAULT_MODE:
-            del state.ops["modes"]  # back to the one-lookup path
         return gate
+
+    @staticmethod
+    def _tidy(book: dict[str, Any], planned: tuple[Window, ...], t: float) -> None:
+        # The book itself stays, even empty: its `at` tells a replayed message `expired`.
+        book["windows"] = _prune(book["windows"], t, keep_production=bool(planned))
 
     def _planned_for(self, machine: str) -> tuple[Window, ...]:
         """The configured windows whose pattern matches `machine` (cached: patterns are matched
@@ -174,16 +185,23 @@ class Modes:
     # ------------------------------------------------------------------ control messages
 
     def schedule(
-        self, state: MachineState, machine: str, mode: str, start: float, until: float | None
+        self, state: MachineState, machine: str, mode: str, start: float, until: float | None,
+        now: float | None = None,
     ) -> str:
         """Record a window from a control message: `applied`, `duplicate` (already recorded,
         so replaying the control topic is harmless) or `expired` (it ended before the machine's
-        last reading: nothing left to do). A window with the start of a recorded one replaces
-        it (say, to give an open maintenance its end)."""
+        last reading: those readings are processed, nothing is left to do). A window with the
+        start of a recorded one replaces it (say, to give an open maintenance its end).
+
+        The last reading's event time is known once the machine has a schedule; before, for a
+        machine with readings, `now` (the clock) stands in for it: right for a live stream."""
         if mode not in self._gates:
             raise ValueError(f"unknown mode {mode!r}; known: {', '.join(self.modes)}")
         book = state.ops.get("modes")
-        if until is not None and book is not None and book["at"] is not None and until <= book["at"]:
+        last = book["at"] if book is not None else None
+        if last is None and state.readings and now is not None:
+            last = now
+        if until is not None and last is not None and until <= last:
             return "expired"
         if book is None:
             book = _new_book(state, machine)
@@ -199,6 +217,15 @@ class Modes:
             windows.insert(i, entry)
             del windows[:-MAX_WINDOWS]
         return "applied"
+
+    def begin(self, state: MachineState, mode: str, at: float) -> str:
+        """Put the machine in `mode` now, without waiting for a reading (a maintenance in force
+        when its message arrives, its alerts resolved by the caller); returns the mode it left.
+        Its first reading after the window then rebaselines as usual."""
+        book = state.ops["modes"]
+        previous = str(book["mode"])
+        book["mode"], book["since"] = mode, at
+        return previous
 
     def in_force(self, state: MachineState, at: float) -> str:
         """The mode the machine's schedule gives for event time `at`."""

@@ -65,12 +65,16 @@ class ControlHandler:
         state = models.find(message.machine)
         if state is None:  # never seen here: the window waits for its first reading
             state = models.machine(message.machine, record.partition, now)
-        result = pipeline.modes.schedule(state, message.machine, message.mode, message.start, message.until)
+        modes = pipeline.modes
+        result = modes.schedule(state, message.machine, message.mode, message.start, message.until, now)
         pipeline.metrics.control.labels(result).inc()
         if result != "applied":
             return
         state.dirty = True
-        if message.mode == MAINTENANCE and pipeline.modes.in_force(state, now) == MAINTENANCE:
+        if message.mode == MAINTENANCE and modes.in_force(state, now) == MAINTENANCE:
+            previous = modes.begin(state, MAINTENANCE, now)
+            if previous != MAINTENANCE:
+                pipeline.count_mode_change(previous, MAINTENANCE, now)
             source = AlertSource(record.topic, record.partition, record.offset)
             for transition in self.end_open_alerts(state):
                 out.alerts.append(pipeline.emit(state, message.machine, transition, {}, now, source, now))

@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 from anomstream import __version__
 from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
-from anomstream.detectors.modes import Gate, Modes
+from anomstream.detectors.modes import Modes
 from anomstream.detectors.policy import AlertPolicy, Transition
 from anomstream.detectors.presence import Presence
 from anomstream.detectors.sensor_health import SensorHealth
@@ -192,7 +192,7 @@ class Pipeline:
         gate = self.modes.gate(reading.machine, state, reading.event_time)
         transitions: list[Transition] = []
         if gate.previous is not None or now >= self._modes_counted_at:
-            self._count_modes(gate, now)
+            self.count_mode_change(gate.previous, gate.mode, now)
         if gate.resolve:  # maintenance starts: nobody is paged for what happens during it
             transitions += self.control.end_open_alerts(state)
         if gate.ended:
@@ -240,13 +240,13 @@ class Pipeline:
                     self.metrics.alerts_suppressed.labels(transition.kind).inc()
         return score
 
-    def _count_modes(self, gate: Gate, now: float) -> None:
+    def count_mode_change(self, previous: str | None, mode: str, now: float) -> None:
         """`machines_in_mode`: moved at once when a machine changes mode, recounted over the
         live machines every `MODE_RECOUNT` seconds (new, evicted and released machines)."""
         gauge = self.metrics.machines_in_mode
-        if now < self._modes_counted_at and gate.previous is not None:
-            gauge.labels(gate.previous).dec()
-            gauge.labels(gate.mode).inc()
+        if now < self._modes_counted_at and previous is not None:
+            gauge.labels(previous).dec()
+            gauge.labels(mode).inc()
             return
         self._modes_counted_at = now + MODE_RECOUNT
         counts = Counter(self.modes.mode_of(state) for _, state in self.models.live_states())

@@ -158,7 +158,7 @@ def test_gate_follows_event_time_and_the_latest_started_window() -> None:
         (200.0, "production", True, True, "", False, True),
         (300.0, "production", True, True, "", False, False),
     ]
-    assert "modes" not in state.ops  # every window ended or shadowed: back to the fast path
+    assert state.ops["modes"]["windows"] == []  # every window ended or shadowed: pruned
     # A late reading gets its own time's mode but moves the machine nowhere.
     modes.schedule(state, "m", MAINTENANCE, 400.0, 500.0)
     assert modes.gate("m", state, 410.0).resolve
@@ -343,7 +343,7 @@ def test_open_alerts_resolve_when_maintenance_starts_and_nothing_pages_after() -
     assert alert_index(later[0]) < FAULT_AT + 10
     assert _sample(registry, "anomstream_alerts_suppressed_total", kind="anomaly") == 0  # nothing evaluated
     state = feed.pipeline.models.find(MACHINE)
-    assert state is not None and "modes" not in state.ops  # the window is over and pruned
+    assert state is not None and state.ops["modes"]["windows"] == []  # the window is over and pruned
 
 
 def test_the_same_data_pages_for_the_new_part_with_resume() -> None:
@@ -429,3 +429,47 @@ def test_machines_in_mode_moves_with_the_machines() -> None:
     feed.readings("m2", MAINT_END, MAINT_END + 1)
     assert _sample(registry, "anomstream_machines_in_mode", mode="production") == 3
     assert _sample(registry, "anomstream_machines_in_mode", mode=MAINTENANCE) == 0
+
+
+def _learned(pipeline: Pipeline, machine: str = MACHINE) -> int:
+    state = pipeline.models.find(machine)
+    assert state is not None
+    return max(e.learned for e in state.entities.values())
+
+
+def test_a_machine_off_for_the_whole_window_resolves_and_rebaselines_on_its_next_reading() -> None:
+    pipeline, _ = _pipeline()
+    feed = Feed(pipeline)
+    data = part_replacement()
+    feed.send(TOPIC, data[:MAINT_START - 20])
+    feed.control(maintenance_message())  # announced ahead; the machine then goes off
+    assert [a["status"] for a in feed.alerts] == ["firing"]
+    feed.send(TOPIC, data[MAINT_END + 100:MAINT_END + 110])
+    assert [a["status"] for a in feed.alerts] == ["firing", "resolved"]
+    assert alert_index(feed.alerts[1]) == MAINT_END + 100
+    assert _learned(pipeline) == 10  # a new baseline from the first reading after the window
+
+
+def test_a_maintenance_in_force_on_arrival_puts_the_machine_in_it_at_once() -> None:
+    pipeline, registry = _pipeline()
+    feed = Feed(pipeline)
+    data = part_replacement()
+    feed.send(TOPIC, data[:MAINT_START - 20])
+    pipeline.clock.now = ts(MAINT_START) + 5  # type: ignore[attr-defined]
+    feed.control(maintenance_message())
+    assert _sample(registry, "anomstream_machines_in_mode", mode=MAINTENANCE) == 1
+    state = pipeline.models.find(MACHINE)
+    assert state is not None and pipeline.modes.silence_expected(state, pipeline.clock())
+    feed.send(TOPIC, data[MAINT_END + 50:MAINT_END + 60])  # it was off until after the window
+    assert len(feed.alerts) == 2 and _learned(pipeline) == 10
+
+
+def test_a_window_that_ended_before_the_last_reading_is_expired() -> None:
+    pipeline, registry = _pipeline(**{"detector.warmup": 5})
+    feed = Feed(pipeline)
+    feed.readings(MACHINE, 0, 10)
+    pipeline.clock.now = ts(MAINT_END) + 60  # type: ignore[attr-defined]  # the clock stands in
+    feed.control(maintenance_message())
+    assert _sample(registry, "anomstream_control_messages_total", result="expired") == 1
+    state = pipeline.models.find(MACHINE)
+    assert state is not None and "modes" not in state.ops
