@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from fakes import FakeClock, FakeRecord, validate_alert
@@ -19,7 +21,7 @@ from anomstream.detectors.entities import MachineState
 from anomstream.detectors.modes import DEFAULT_MODE, MAINTENANCE, Modes
 from anomstream.detectors.policy import Transition
 from anomstream.stream.config import load_config
-from anomstream.stream.errors import ConfigError
+from anomstream.stream.errors import ConfigError, InvalidRecord
 from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import DLQ_REASON_HEADER, Pipeline
 from anomstream.stream.simulator import FaultSpec, Simulator
@@ -473,3 +475,33 @@ def test_a_window_that_ended_before_the_last_reading_is_expired() -> None:
     assert _sample(registry, "anomstream_control_messages_total", result="expired") == 1
     state = pipeline.models.find(MACHINE)
     assert state is not None and "modes" not in state.ops
+
+
+def test_the_control_schema_describes_the_messages_the_handler_accepts() -> None:
+    schema = json.loads(resources.files("anomstream.config").joinpath("schemas/control-v1.json").read_text("utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    good = [maintenance_message(), maintenance_message(mode="setup", until=None, reason="WO-1", by="cmms"),
+            maintenance_message(**{"from": ts(MAINT_START)})]
+    pipeline, _ = _pipeline()
+    for value in good:
+        validator.validate(orjson.loads(value))
+        pipeline.control.decode(FakeRecord(CONTROL, 0, 0, 0, MACHINE.encode(), value))
+    for bad in ({"mode": None}, {"colour": "red"}, {"schema": "x"}):
+        doc = {**orjson.loads(maintenance_message()), **bad}
+        assert not validator.is_valid({k: v for k, v in doc.items() if v is not None})
+        with pytest.raises(InvalidRecord):
+            pipeline.control.decode(FakeRecord(CONTROL, 0, 0, 0, MACHINE.encode(), orjson.dumps(doc)))
+
+
+def test_a_configured_window_gates_the_pipeline_like_a_message() -> None:
+    pipeline, _ = _pipeline(**{"detector.warmup": 5, "modes.windows": [
+        {"machine": "press-*", "start": ts(MAINT_START), "until": ts(MAINT_END)}]})
+    feed = Feed(pipeline)
+    feed.readings(MACHINE, 0, 20)
+    feed.readings("lathe-02", 0, 20)
+    feed.readings(MACHINE, MAINT_START, MAINT_START + 30)
+    feed.readings("lathe-02", MAINT_START, MAINT_START + 30)
+    assert _learned(pipeline, MACHINE) == 20 and _learned(pipeline, "lathe-02") == 50
+    feed.readings(MACHINE, MAINT_END, MAINT_END + 3)
+    assert _learned(pipeline, MACHINE) == 3  # rebaselined
