@@ -195,12 +195,12 @@ class Pipeline:
             self.count_mode_change(gate.previous, gate.mode, now)
         if gate.resolve:  # maintenance starts: nobody is paged for what happens during it
             transitions += self.control.end_open_alerts(state)
-        if gate.ended:
-            # Sensors unplugged or swapped during the work: their health starts afresh, so a
-            # sensor that was out for the maintenance raises no `gap` (health helper's state).
-            state.ops.pop("health", None)
         if gate.rebaseline:
+            # Parts and sensors may have been swapped: their models and their health (habits,
+            # learned rails) start afresh. Health was not tracked during the work, and its runs
+            # were reset when it began, so a sensor unplugged for it raises no `gap`.
             self.models.reset_sensors(state)
+            transitions += self.health.forget(state)
         score = 0.0
         if gate.learn:
             health, excluded = self.health.step(

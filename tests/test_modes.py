@@ -357,11 +357,15 @@ def test_the_same_data_pages_for_the_new_part_with_resume() -> None:
     assert {"vib_rms", "current_a"} & {s["name"] for s in firing[0]["sensors"]}
 
 
-def test_without_the_window_the_page_stays_open_through_the_work_and_the_new_part() -> None:
+def test_without_the_window_the_work_raises_health_codes_and_the_new_part_pages() -> None:
     feed, _ = run_scenario(window=False)
-    before_fault = [a for a in feed.alerts if alert_index(a) < FAULT_AT]
-    assert [a["status"] for a in before_fault] == ["firing"]  # never resolved
-    assert alert_index(before_fault[0]) < MAINT_START
+    fired = {(a["kind"], a["sensors"][0]["name"]) for a in feed.alerts
+             if a["status"] == "firing" and MAINT_START <= alert_index(a) < MAINT_END}
+    # the stopped machine's zeros and the unplugged sensors are "broken sensors"
+    assert fired == {("railed", "vib_rms"), ("railed", "current_a"), ("gap", "pressure_bar"), ("gap", "speed_rpm")}
+    after = [a for a in feed.alerts if a["status"] == "firing" and a["kind"] == "anomaly"
+             and MAINT_END <= alert_index(a) < FAULT_AT]
+    assert after and alert_index(after[0]) < MAINT_END + 10  # the new part's level
 
 
 def test_maintenance_already_in_force_resolves_open_alerts_when_the_message_arrives() -> None:

@@ -29,20 +29,24 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def _replacement_on_the_broker(kafka_broker: str, unique: str, **overrides: Any) -> tuple[list[dict[str, Any]], str]:
+def _replacement_on_the_broker(
+    kafka_broker: str, unique: str, *, window: bool = True, **overrides: Any
+) -> tuple[list[dict[str, Any]], str]:
     """Run the scenario through the service; returns the alerts and the last /metrics text."""
     config = service_config(kafka_broker, unique, **{"modes.control_topic": f"control-{unique}", **overrides})
     topic, control = config.kafka.input_topics[0], config.modes.control_topic
     data = part_replacement()
-    window = [(MACHINE.encode(), maintenance_message())]
+    message = [(MACHINE.encode(), maintenance_message())]
     with running_service(config) as service:
         produce(kafka_broker, topic, data[:SENT_BEFORE])
         service.wait_consumed(SENT_BEFORE)
-        produce(kafka_broker, control, window + window)  # the second one is a replay
-        wait_until(
-            lambda: _metric(service.http_get("/metrics")[1], "anomstream_control_messages_total", result="duplicate"),
-            30, what="the control messages",
-        )
+        if window:
+            produce(kafka_broker, control, message + message)  # the second one is a replay
+            wait_until(
+                lambda: _metric(service.http_get("/metrics")[1], "anomstream_control_messages_total",
+                                result="duplicate"),
+                30, what="the control messages",
+            )
         produce(kafka_broker, topic, data[SENT_BEFORE:RESTART_AT])
         service.wait_consumed(RESTART_AT)
         during = service.http_get("/metrics")[1]
@@ -50,8 +54,8 @@ def _replacement_on_the_broker(kafka_broker: str, unique: str, **overrides: Any)
         produce(kafka_broker, topic, data[RESTART_AT:])
         service.wait_consumed(TOTAL - RESTART_AT)
         metrics = service.http_get("/metrics")[1]
-    assert _metric(during, "anomstream_control_messages_total", result="applied") == 1
-    assert _metric(during, "anomstream_machines_in_mode", mode="maintenance") == 1
+    assert _metric(during, "anomstream_control_messages_total", result="applied") == window
+    assert _metric(during, "anomstream_machines_in_mode", mode="maintenance") == window
     # After the restart the window comes from the machine's checkpoint, not from a replay.
     assert _metric(metrics, "anomstream_state_restored_total") == 1
     assert _metric(metrics, "anomstream_control_messages_total", result="applied") == 0
@@ -66,7 +70,9 @@ def test_a_replaced_part_does_not_page_but_a_later_fault_does(kafka_broker: str,
     # The fault open when the window starts resolves on its first reading.
     assert summary[:2] == [("firing", summary[0][1]), ("resolved", MAINT_START)], summary
     assert summary[0][1] < MAINT_START and alerts[0]["alert_id"] == alerts[1]["alert_id"]
-    # Nothing during the window, nor for the new part's vibration and current after it.
+    # Nothing during the window (no railed zeros, no gap for the unplugged sensors), nor for the
+    # new part's vibration and current after it.
+    assert {a["kind"] for a in alerts} == {"anomaly"}, summary
     assert [s for s in summary[2:] if s[1] < FAULT_AT] == [], summary
     # The genuine fault, past the new warm-up, pages on the right sensor.
     later = [a for a in alerts if a["status"] == "firing" and alert_index(a) >= FAULT_AT]
@@ -77,9 +83,23 @@ def test_a_replaced_part_does_not_page_but_a_later_fault_does(kafka_broker: str,
     assert _metric(metrics, "anomstream_machines_in_mode", mode="maintenance") == 0
 
 
-def test_the_same_replacement_pages_when_the_models_resume(kafka_broker: str, unique: str) -> None:
-    alerts, _ = _replacement_on_the_broker(kafka_broker, unique, **{"modes.after_maintenance": "resume"})
-    firing = [a for a in alerts if a["status"] == "firing" and MAINT_START <= alert_index(a) < FAULT_AT]
-    assert firing, [(a["status"], alert_index(a)) for a in alerts]
-    assert MAINT_END <= alert_index(firing[0]) < MAINT_END + 10  # on the first readings after it
+@pytest.mark.parametrize("variant", ["resume", "no window"])
+def test_the_same_replacement_pages_without_a_window_or_a_rebaseline(
+    kafka_broker: str, unique: str, variant: str
+) -> None:
+    if variant == "resume":
+        alerts, _ = _replacement_on_the_broker(kafka_broker, unique, **{"modes.after_maintenance": "resume"})
+    else:
+        alerts, _ = _replacement_on_the_broker(kafka_broker, unique, window=False)
+    during = {(a["kind"], a["sensors"][0]["name"]) for a in alerts
+              if a["status"] == "firing" and MAINT_START <= alert_index(a) < MAINT_END}
+    if variant == "resume":
+        assert during == set()  # the window still holds: only the rebaseline is missing
+    else:  # the stopped machine's zeros and the unplugged sensors look like broken sensors
+        assert during == {("railed", "vib_rms"), ("railed", "current_a"), ("gap", "pressure_bar"),
+                          ("gap", "speed_rpm")}
+    firing = [a for a in alerts if a["status"] == "firing" and a["kind"] == "anomaly"
+              and MAINT_END <= alert_index(a) < FAULT_AT]
+    assert firing, [(a["status"], a["kind"], alert_index(a)) for a in alerts]
+    assert alert_index(firing[0]) < MAINT_END + 10  # the new part's level, at once
     assert {"vib_rms", "current_a"} & {s["name"] for s in firing[0]["sensors"]}
