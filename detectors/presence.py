@@ -112,15 +112,18 @@ class Presence:
         self, state: MachineState, event_time: float, now: float, sensors: Iterable[str] = ()
     ) -> Transition | None:
         """Learn from one reading of the machine; the resolving transition if it was silent."""
-        if not self.enabled:
-            return None
         p = state.ops.get(OPS_KEY)
+        if not self.enabled and (p is None or not p["header"][_OPEN]):
+            return None  # disabled: only an alert opened before still resolves
         if p is None:
-            p = state.ops[OPS_KEY] = {"v": 1, "header": [now, 0.0, ""], "last": None, "gaps": [], "sensors": []}
+            p = state.ops[OPS_KEY] = {
+                "v": 1, "header": [now, 0.0, ""], "last": None, "gaps": [], "sensors": [],
+            }
         header, last = p["header"], p["last"]
         back = None
         if header[_OPEN]:
-            back = self._transition(p, "resolved", header[_OPEN], f"reported again after {now - header[_SEEN]:.0f} s")
+            away = f"reported again after {now - header[_SEEN]:.0f} s"
+            back = self._transition(p, "resolved", header[_OPEN], away)
             self.silent = max(self.silent - 1, 0)
         elif last is not None and event_time > last:  # the gap ending a silence is not "usual"
             gaps = p["gaps"]

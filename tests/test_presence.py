@@ -143,6 +143,18 @@ def test_the_timer_is_due_every_check_interval() -> None:
     assert not Presence(enabled=False).due(T0)
 
 
+def test_disabled_it_raises_nothing_but_still_resolves_an_alert_opened_before() -> None:
+    store = _store()
+    state = _live(store, "m")
+    last = _report(_presence(), state, 10)
+    off = _presence(enabled=False)
+    assert off.check(store, last + 1000.0) == [] and not off.due(last)
+    _presence().check(store, last + 1000.0)  # opened while enabled (before a config change)
+    back = off.seen(state, T0 + 2000.0, last + 1001.0, ["temp"])
+    assert back is not None and back.status == "resolved"
+    assert off.seen(MachineState(), T0, T0) is None
+
+
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="factor"):
         Presence(factor=0.5)

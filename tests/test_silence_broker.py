@@ -67,6 +67,11 @@ def _silent(config: Config, machine: str, status: str) -> list[dict[str, Any]]:
             and a["status"] == status]
 
 
+def _wait_silent(config: Config, status: str, *machines: str) -> None:
+    wait_until(lambda: all(_silent(config, m, status) for m in machines), 30,
+               what=f"{status} silent alerts of {machines}")
+
+
 def _sample(service: RunningService, name: str) -> float:
     status, text = service.http_get("/metrics")
     assert status == 200
@@ -84,16 +89,17 @@ def _holds(service: RunningService, partitions: int) -> bool:
     return _sample(service, "anomstream_partitions_assigned") == partitions * per_partition
 
 
-def _config(kafka_broker: str, unique: str) -> Config:
-    return service_config(kafka_broker, unique, **SILENCE)
+def _fleet(kafka_broker: str, unique: str, machines: dict[str, tuple[int, float]]) -> tuple[Fleet, int]:
+    """A fleet on its own topics, its first READINGS readings per machine produced."""
+    fleet = Fleet(service_config(kafka_broker, unique, **SILENCE), machines)
+    return fleet, fleet.report(count=READINGS)
 
 
 def test_a_machine_that_stops_goes_silent_on_the_timer_and_resolves_when_back(
     kafka_broker: str, unique: str
 ) -> None:
-    config = _config(kafka_broker, unique)
-    fleet = Fleet(config, {"press-01": (0, 1.0), "kiln-02": (1, 600.0)})
-    sent = fleet.report(count=READINGS)
+    fleet, sent = _fleet(kafka_broker, unique, {"press-01": (0, 1.0), "kiln-02": (1, 600.0)})
+    config = fleet.config
     with running_service(config) as service:
         service.wait_consumed(sent)
         consumed_at = time.monotonic()
@@ -123,13 +129,11 @@ def test_a_machine_that_stops_goes_silent_on_the_timer_and_resolves_when_back(
 def test_an_open_silent_alert_survives_a_restart_and_resolves_after_it(
     kafka_broker: str, unique: str
 ) -> None:
-    config = _config(kafka_broker, unique)
-    fleet = Fleet(config, {"press-01": (0, 1.0), "press-02": (1, 1.0), "kiln-03": (1, 600.0)})
-    sent = fleet.report(count=READINGS)
+    fleet, sent = _fleet(kafka_broker, unique, {"press-01": (0, 1.0), "press-02": (1, 1.0), "kiln-03": (1, 600.0)})
+    config = fleet.config
     with running_service(config) as first:
         first.wait_consumed(sent)
-        wait_until(lambda: _silent(config, "press-01", "firing") and _silent(config, "press-02", "firing"),
-                   30, what="both fast machines silent")
+        _wait_silent(config, "firing", "press-01", "press-02")
     # Stopped while they are silent: their open alerts are in the checkpoint.
     with running_service(config) as second:
         wait_until(lambda: _holds(second, 2), 60, what="assigned")
@@ -151,13 +155,11 @@ def test_an_open_silent_alert_survives_a_restart_and_resolves_after_it(
 def test_open_silent_alerts_move_with_their_partition_in_a_rebalance(
     kafka_broker: str, unique: str
 ) -> None:
-    config = _config(kafka_broker, unique)
-    fleet = Fleet(config, {"press-01": (0, 1.0), "press-02": (1, 1.0)})
-    sent = fleet.report(count=READINGS)
+    fleet, sent = _fleet(kafka_broker, unique, {"press-01": (0, 1.0), "press-02": (1, 1.0)})
+    config = fleet.config
     with running_service(config) as first:
         first.wait_consumed(sent)
-        wait_until(lambda: _silent(config, "press-01", "firing") and _silent(config, "press-02", "firing"),
-                   30, what="both silent on the first instance")
+        _wait_silent(config, "firing", "press-01", "press-02")  # on the first instance
         with running_service(config) as second:
             wait_until(lambda: _holds(first, 1) and _holds(second, 1), 60, what="one partition each")
             time.sleep(FAST_SECONDS + 2.0)  # no instance fires the moved alert again
@@ -166,8 +168,7 @@ def test_open_silent_alerts_move_with_their_partition_in_a_rebalance(
             assert _sample(first, "anomstream_machines_silent") == 1
             assert _sample(second, "anomstream_machines_silent") == 1
             fleet.report()
-            wait_until(lambda: _silent(config, "press-01", "resolved") and _silent(config, "press-02", "resolved"),
-                       30, what="both resolved, each by its new owner")
+            _wait_silent(config, "resolved", "press-01", "press-02")  # each by its new owner
     alerts = _alerts(config)
     assert sorted((a["machine_id"], a["status"]) for a in alerts) == [
         ("press-01", "firing"), ("press-01", "resolved"), ("press-02", "firing"), ("press-02", "resolved")]
