@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from anomstream.stream.broker import wait_for_kafka
 from anomstream.stream.checkpoint import Checkpointer, changelog_reader, ensure_changelog
 from anomstream.stream.config import Config
+from anomstream.stream.drilldown import DrillDown
 from anomstream.stream.http import Health, HttpServer
 from anomstream.stream.kafka_io import (
     common_client_config,
@@ -100,6 +101,11 @@ def serve(
         if kafka.create_topics and config.side_topics:
             ensure_side_topics(config)
         pipeline = Pipeline(config, metrics=metrics)
+        # The HTTP port has answered probes since start-up; from now on it also serves the
+        # drill-down, and scrapes count the models.
+        drill = DrillDown(pipeline)
+        http.serve_machines(drill)
+        metrics.model_census.bind(drill.census)
         producer = make_producer(kafka, transactional_id=_transactional_id(config))
         checkpointer = None
         if state.enabled:
@@ -128,4 +134,5 @@ def serve(
         log.info("stopped cleanly")
         return 0
     finally:
+        metrics.model_census.bind(None)
         http.stop()

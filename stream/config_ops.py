@@ -7,26 +7,109 @@ field's docstring is its documentation.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt
-
+from anomstream.detectors.health_codes import DEFAULT_SEVERITY, Rules, Severity
 from anomstream.stream.config_sections import (
     NonEmptyStr,
     NonNegativeFloat,
     PositiveFloat,
+    PositiveInt,
     _Section,
+    report_problems,
 )
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-__all__ = ["FeedbackConfig", "HealthConfig", "ModesConfig", "SilenceConfig"]
+__all__ = [
+    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModesConfig", "SilenceConfig",
+]
+
+
+OptionalFloat = StrictFloat | None
+
+
+class HealthLimit(_Section):
+    """Configured limits of the sensors matching `machine` / `sensor`, `[[health.limits]]`;
+    the first matching entry wins. Every limit is optional."""
+
+    machine: StrictStr = "*"
+    """Shell-style pattern of machine ids."""
+    sensor: StrictStr = "*"
+    """Shell-style pattern of sensor names."""
+    min: OptionalFloat = None
+    """Engineering lower limit: a value below it is `out_of_range`."""
+    max: OptionalFloat = None
+    """Engineering upper limit: a value above it is `out_of_range`."""
+    rail_min: OptionalFloat = None
+    """The instrument's lowest reading (the end of its span, e.g. what 4 mA maps to): a value
+    at or below it for `railed_run` readings is `railed`."""
+    rail_max: OptionalFloat = None
+    """The instrument's highest reading: a value at or above it for `railed_run` readings is
+    `railed`."""
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> HealthLimit:
+        problems = [
+            (b, f"must be above {a} ({getattr(self, a)!r}), got {getattr(self, b)!r}")
+            for a, b in (("min", "max"), ("rail_min", "rail_max"))
+            if getattr(self, a) is not None and getattr(self, b) is not None
+            and not getattr(self, a) < getattr(self, b)
+        ]
+        if all(getattr(self, k) is None for k in ("min", "max", "rail_min", "rail_max")):
+            problems.append(("max", "an entry needs at least one of min, max, rail_min, rail_max"))
+        report_problems(problems)
+        return self
+
+
+class HealthSeverity(_Section):
+    """Severity of each health code's alerts."""
+
+    stuck: Severity = DEFAULT_SEVERITY["stuck"]
+    """Severity of `stuck` alerts."""
+    flatline: Severity = DEFAULT_SEVERITY["flatline"]
+    """Severity of `flatline` alerts."""
+    railed: Severity = DEFAULT_SEVERITY["railed"]
+    """Severity of `railed` alerts."""
+    gap: Severity = DEFAULT_SEVERITY["gap"]
+    """Severity of `gap` alerts."""
+    out_of_range: Severity = DEFAULT_SEVERITY["out_of_range"]
+    """Severity of `out_of_range` alerts: the process itself is outside its limits."""
 
 
 class HealthConfig(_Section):
     """Sensor-health codes: stuck, flatline, railed, gap and out-of-range sensors, raised as
-    alerts with their own `kind`, apart from anomalies of the machine."""
+    alerts with their own `kind`, apart from anomalies of the machine
+    (docs/operations/health.md). Run lengths count the sensor's (for `gap`: the machine's)
+    readings, not time."""
 
     enabled: StrictBool = True
     """Track the health of every sensor and alert on broken ones."""
+    min_history: PositiveInt = Rules.min_history
+    """Readings of a sensor before `stuck` and the learned rails of `railed` apply."""
+    stuck_min_run: PositiveInt = Rules.stuck_min_run
+    """`stuck`: the fewest identical consecutive values that make a sensor stuck. Above the
+    simulator's injected stuck faults (40-120 readings), which the models already page for as
+    anomalies: the code says the sensor broke once it lasts."""
+    stuck_factor: PositiveFloat = Rules.stuck_factor
+    """`stuck`: a sensor is stuck after `max(stuck_min_run, stuck_factor x its longest normal run
+    of identical values)` of them, so a coarsely quantised sensor that often repeats is not."""
+    flatline_run: PositiveInt = Rules.flatline_run
+    """`flatline`: readings of one single value, over the sensor's whole life, that make it a
+    dead or unconnected channel."""
+    railed_run: PositiveInt = Rules.railed_run
+    """`railed`: identical readings at the lowest or highest value seen (after `min_history`),
+    or at `rail_min` / `rail_max`, that make a sensor railed."""
+    gap_run: PositiveInt = Rules.gap_run
+    """`gap`: consecutive readings of the machine without a sensor it carried (at least that
+    many times before) that raise a gap."""
+    out_of_range_run: PositiveInt = Rules.out_of_range_run
+    """`out_of_range`: consecutive readings outside `min` / `max` that fire it, and inside
+    again that resolve it (one glitching sample does not page)."""
+    severity: HealthSeverity = HealthSeverity()
+    """Severity per code, `[health.severity]`."""
+    limits: tuple[HealthLimit, ...] = ()
+    """Engineering limits and instrument rails per sensor pattern, `[[health.limits]]`, first
+    match wins."""
 
 
 class SilenceConfig(_Section):
@@ -43,7 +126,7 @@ class SilenceConfig(_Section):
     """Readings before a machine's usual interval is trusted; it is never silent before."""
     check_interval_seconds: PositiveFloat = 5.0
     """How often the timer looks for silent machines, with or without incoming records."""
-    severity: Literal["warning", "critical"] = "warning"
+    severity: Severity = "warning"
     """Severity of `silent` alerts (see docs/operations/silence.md)."""
 
 

@@ -1,4 +1,5 @@
-"""One HTTP port: `/metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness).
+"""One HTTP port: `/metrics` (Prometheus), `/healthz` (liveness), `/readyz` (readiness), and
+the machine drill-down `/machines/{id}` (JSON; `anomstream.stream.drilldown`).
 
 - `/metrics` is prometheus_client's own exposition (its WSGI app): text or OpenMetrics by the
   `Accept` header, gzip when the scraper accepts it, `name[]=` filtering. Every path answers
@@ -8,7 +9,14 @@
   poll); a loop stuck for longer than `stall_seconds` makes it 503, so an orchestrator restarts us.
 - `/readyz` is 200 only when the broker is reachable and this instance holds partitions.
 
-The server runs in a daemon thread; `Health` is the only state it shares with the loop.
+- `/machines/{id}` (the id URL-encoded: `press%2F07` for `press/07`) is one machine's JSON,
+  404 with a JSON error for a machine this instance does not hold; `/machines` the counts and a
+  bounded list of the machines with open alerts. Both are 503 until the pipeline exists (the
+  server starts first, to answer probes while the broker is awaited) and while a batch holds
+  the pipeline for longer than the drill-down waits.
+
+The server runs in a daemon thread; it shares `Health` with the loop, and reads the pipeline's
+state only through the drill-down, under the pipeline's lock.
 """
 
 from __future__ import annotations
@@ -17,11 +25,26 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-__all__ = ["Health", "HttpServer"]
+from anomstream.stream.drilldown import Busy
+
+__all__ = ["Health", "HttpServer", "MachineViews"]
+
+MACHINES = "/machines"
+PATHS = ["/metrics", "/healthz", "/readyz", MACHINES, MACHINES + "/{id}"]
+
+
+class MachineViews(Protocol):
+    """What `/machines` serves (`anomstream.stream.drilldown.DrillDown`); raises `Busy` when
+    it cannot read the state in time."""
+
+    def machine(self, machine: str) -> dict[str, Any] | None: ...
+
+    def machines(self) -> dict[str, Any]: ...
 
 
 class Health:
@@ -71,8 +94,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(*self.server.health.liveness())
         elif path == "/readyz":
             self._send_json(*self.server.health.readiness())
+        elif path == MACHINES or path.startswith(MACHINES + "/"):
+            self._send_machines(path[len(MACHINES) + 1:])
         else:
-            self._send_json(False, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]}, 404)
+            self._send_json(False, {"error": "not found", "paths": PATHS}, 404)
+
+    def _send_machines(self, quoted: str) -> None:
+        views = self.server.machines
+        if views is None:
+            self._send_body(503, {"error": "starting: the pipeline is not built yet"})
+            return
+        try:
+            machine = unquote(quoted, errors="strict")
+        except UnicodeDecodeError:
+            self._send_body(400, {"error": "the machine id is not URL-encoded UTF-8"})
+            return
+        try:
+            body = views.machine(machine) if machine else views.machines()
+        except Busy as exc:
+            self._send_body(503, {"error": str(exc)})
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug here costs this request, not the loop
+            self._send_body(500, {"error": f"{type(exc).__name__}: {exc}"})
+            return
+        if body is None:
+            self._send_body(404, {"error": "machine not held by this instance", "machine_id": machine})
+        else:
+            self._send_body(200, body)
+
+    def _send_body(self, status: int, body: dict[str, Any]) -> None:
+        # allow_nan=False: the drill-down already made its values strict JSON; fail loudly if not.
+        payload = json.dumps(body, allow_nan=False).encode()
+        self._send(status, payload, headers=[("Content-Type", "application/json")])
 
     def _send_metrics(self, query: str) -> None:
         """Hand the request to prometheus_client's WSGI app: it negotiates the format and the
@@ -93,8 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply["status"], payload, headers=reply["headers"])
 
     def _send_json(self, ok: bool, body: dict[str, Any], status: int | None = None) -> None:
-        payload = json.dumps({"status": "ok" if ok else "unavailable", **body}).encode()
-        self._send(status or (200 if ok else 503), payload, headers=[("Content-Type", "application/json")])
+        self._send_body(status or (200 if ok else 503), {"status": "ok" if ok else "unavailable", **body})
 
     def _send(self, status: int, payload: bytes, *, headers: list[tuple[str, str]]) -> None:
         self.send_response(status)
@@ -113,6 +165,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     metrics_app: Any  # prometheus_client's WSGI exposition app
     health: Health
+    machines: MachineViews | None = None
 
 
 class HttpServer:
@@ -123,6 +176,10 @@ class HttpServer:
         self._server.metrics_app = make_wsgi_app(registry)
         self._server.health = health
         self._thread = threading.Thread(target=self._server.serve_forever, name="anomstream-http", daemon=True)
+
+    def serve_machines(self, views: MachineViews | None) -> None:
+        """Answer `/machines` from `views` from now on (None: 503 again)."""
+        self._server.machines = views
 
     @property
     def port(self) -> int:

@@ -191,7 +191,9 @@ class Pipeline:
         transitions: list[Transition] = []
         score = 0.0
         if gate.learn:
-            health, excluded = self.health.step(state, reading.sensors, reading.event_time)
+            health, excluded = self.health.step(
+                state, reading.sensors, reading.event_time, reading.machine
+            )
             transitions += health
             sensors = reading.sensors
             if excluded:  # a broken sensor's values must not teach its model nor the relations

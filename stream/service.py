@@ -126,7 +126,7 @@ class Service:
         self.readiness = ReadinessMonitor(
             health=health, metrics=metrics,
             connected=lambda: consumer_connected(self.consumer),
-            state=lambda: (len(self.consumer.assignment()), self._restoring),
+            state=lambda: (len(self._input_assignment()), self._restoring),
         )
 
     # ------------------------------------------------------------------ the loop
@@ -259,7 +259,10 @@ class Service:
                 pass
 
     def on_assigned(self, assigned: Any) -> None:
-        now_owned = {tp.partition for tp in assigned}
+        # State is owned per input partition number; the feedback and control topics' partitions
+        # come along with them (co-partitioned) but own nothing themselves.
+        inputs = set(self.config.kafka.input_topics)
+        now_owned = {tp.partition for tp in assigned if tp.topic in inputs}
         lost, gained = self._owned - now_owned, now_owned - self._owned
         self._owned = now_owned
         # A gained partition's machines are not silent for the time nobody held them.
@@ -286,11 +289,16 @@ class Service:
         readiness follows the broker while this loop waits in a blocking call."""
         now = time.monotonic()
         self.readiness.refresh()  # at once, rather than at the monitor's next look
-        self.metrics.partitions_assigned.set(len(self.consumer.assignment()))
+        self.metrics.partitions_assigned.set(len(self._input_assignment()))
         if now >= self._next_lag:
             self._next_lag = now + LAG_INTERVAL
             for tp, lag in partition_lag(self.consumer).items():
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
+    def _input_assignment(self) -> list[Any]:
+        """The assigned partitions of the input topics (not of the feedback or control topics)."""
+        inputs = self.config.kafka.input_topics
+        return [tp for tp in self.consumer.assignment() if tp.topic in inputs]
 
     def close(self) -> None:
         """Leave the group and close the clients; after a failure without waiting long on a

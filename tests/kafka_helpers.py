@@ -41,6 +41,8 @@ def service_config(bootstrap: str, unique: str, *, changelog: bool = True, **ove
         "http.port": 0,
         "state.signing_key": TEST_SIGNING_KEY,
         "state.changelog_topic": f"state-{unique}",
+        "feedback.topic": f"feedback-{unique}",
+        "modes.control_topic": f"control-{unique}",
         # ANOMSTREAM_TEST_DETECTOR runs the broker suite against another registered detector.
         "detector.name": os.environ.get("ANOMSTREAM_TEST_DETECTOR", "default"),
         **FAST_GROUP,
@@ -48,7 +50,7 @@ def service_config(bootstrap: str, unique: str, *, changelog: bool = True, **ove
     base.update(overrides)
     config = load_config(environ={}, overrides=base)
     k = config.kafka
-    ensure_topics(k, [*k.input_topics, k.alert_topic, k.dlq_topic])
+    ensure_topics(k, [*k.input_topics, k.alert_topic, k.dlq_topic, *config.side_topics])
     if changelog:
         ensure_topics(k, [config.state.changelog_topic], compacted=[config.state.changelog_topic])
     return config

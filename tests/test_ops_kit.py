@@ -49,6 +49,7 @@ from anomstream.stream.options import config_from_args
 from anomstream.stream.telemetry import REASONS
 
 COMPOSE_SCHEMA = Path(__file__).parent / "data" / "compose-spec.json"
+DATASOURCE_VARIABLE = {"type": "prometheus", "uid": "${datasource}"}
 OPERATIONS_DOC = REPO / "docs" / "operations.md"
 SEVERITIES = {"critical", "warning"}
 COMPONENTS = {"anomstream", "machine"}
@@ -474,10 +475,7 @@ def test_dashboard_structure() -> None:
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "duplicate panel ids"
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert {"instance", "machine"} <= set(variables)
-    datasource_uid = load_yaml(
-        CONFIG / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
-    )["datasources"][0]["uid"]
+    assert {"datasource", "instance", "machine"} <= set(variables)
     occupied: set[tuple[int, int]] = set()
     for panel in panels:
         grid = panel["gridPos"]
@@ -491,11 +489,109 @@ def test_dashboard_structure() -> None:
             continue
         assert panel.get("description"), f"panel {panel['title']!r} has no description"
         assert panel["targets"], panel["title"]
+        assert panel["datasource"] == DATASOURCE_VARIABLE, panel["title"]
         for target in panel["targets"]:
-            assert target["datasource"]["uid"] == datasource_uid, panel["title"]
+            assert target["datasource"] == DATASOURCE_VARIABLE, panel["title"]
             assert "$instance" in target["expr"], f"{panel['title']}: ignores $instance"
     for var in variables.values():
-        assert var["datasource"]["uid"] == datasource_uid
+        if var["type"] == "query":
+            assert var["datasource"] == DATASOURCE_VARIABLE, var["name"]
+
+
+def _datasource_refs(node: Any) -> list[Any]:
+    """Every `datasource` reference anywhere in the dashboard."""
+    if isinstance(node, dict):
+        refs = [node["datasource"]] if "datasource" in node else []
+        return refs + [r for value in node.values() for r in _datasource_refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _datasource_refs(value)]
+    return []
+
+
+def test_dashboard_imports_into_any_grafana_and_keeps_the_provisioned_data_source() -> None:
+    """The data source is the `datasource` variable everywhere (no fixed uid), `__inputs` asks
+    the importer for a Prometheus (DS_PROMETHEUS, the variable's initial value) and
+    `__requires` names what the dashboard needs. Provisioned, DS_PROMETHEUS stays unresolved
+    (Grafana resolves `__inputs` only in its import dialog) and the variable falls back to the
+    first Prometheus data source: the stack provisions exactly one."""
+    dashboard = _dashboard()
+    text = DASHBOARD_JSON.read_text(encoding="utf-8")
+    provisioned = load_yaml(CONFIG / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    prometheus = [ds for ds in provisioned["datasources"] if ds["type"] == "prometheus"]
+    assert len(prometheus) == 1 and prometheus[0]["isDefault"] is True
+    assert prometheus[0]["uid"] not in text, "a fixed data source uid: the dashboard would not import"
+    (ds_input,) = dashboard["__inputs"]
+    assert ds_input == {**ds_input, "name": "DS_PROMETHEUS", "type": "datasource", "pluginId": "prometheus"}
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    assert {("grafana", "grafana"), ("datasource", "prometheus")} <= required
+    panel_types = {p["type"] for p in dashboard["panels"] if p["type"] != "row"}
+    assert panel_types <= {i for t, i in required if t == "panel"}, "panel types missing from __requires"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    ds_var = variables["datasource"]
+    assert (ds_var["type"], ds_var["query"]) == ("datasource", "prometheus")
+    assert ds_var["current"]["value"] == "${DS_PROMETHEUS}"
+    assert text.count("${DS_PROMETHEUS}") == 2, "DS_PROMETHEUS only as the variable's initial value"
+    refs = _datasource_refs(dashboard["panels"]) + _datasource_refs(dashboard["templating"])
+    prometheus_refs = [r for r in refs if not (isinstance(r, dict) and r.get("type") == "grafana")]
+    assert prometheus_refs and all(r == DATASOURCE_VARIABLE for r in prometheus_refs), prometheus_refs
+
+
+# Issue 12's metrics, each of which must have a panel (not only a variable query).
+OPERATIONS_METRICS = (
+    "anomstream_alerts_total",
+    "anomstream_alerts_open",
+    "anomstream_alerts_suppressed_total",
+    "anomstream_feedback_total",
+    "anomstream_control_messages_total",
+    "anomstream_machines_in_mode",
+    "anomstream_machines_silent",
+    "anomstream_model_age_readings_bucket",
+    "anomstream_models_warming_up",
+    "anomstream_sensor_score_bucket",
+)
+
+
+def test_every_operations_metric_has_a_panel() -> None:
+    by_metric: dict[str, list[str]] = {}
+    for panel in _dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            for name in metric_names_in(target["expr"]):
+                by_metric.setdefault(name, []).append(panel["title"])
+    missing = [name for name in OPERATIONS_METRICS if name not in by_metric]
+    assert not missing, f"metrics without a panel: {missing}"
+    # And they are anomstream's: defined in stream/metrics.py, so the live test finds them too.
+    assert set(OPERATIONS_METRICS) <= _known_sample_names()
+    alerts_by_kind = [e for e in dashboard_expressions() if "anomstream_alerts_total" in e]
+    assert any("by (kind" in e for e in alerts_by_kind), alerts_by_kind
+
+
+def test_per_machine_alert_panels_show_the_kind_and_link_to_the_drilldown() -> None:
+    """`anomstream_alerts_firing` has a `kind` label: a panel that keeps the machine keeps the
+    kind too (or two kinds of one machine would merge), and links to `GET /machines/{id}` on
+    the instance that holds the machine (the instance label is the service's HTTP address)."""
+    per_machine = []
+    for panel in _dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            expr = re.sub(r"\s+", " ", target["expr"])
+            if "anomstream_alerts_firing" not in expr:
+                continue
+            grouping = re.findall(r"\bby \(([^)]*)\)", expr)
+            kept = {label.strip() for labels in grouping[:1] for label in labels.split(",")}
+            if "machine" in kept and not expr.startswith("count("):
+                assert {"instance", "kind"} <= kept, f"{panel['title']}: {expr}"
+                per_machine.append(panel)
+    assert len(per_machine) >= 2, "the open-alerts table and the firing timeline"
+    for panel in per_machine:
+        links = panel["fieldConfig"]["defaults"].get("links", [])
+        assert links, f"{panel['title']}: no data link to the drill-down"
+        url = links[0]["url"]
+        assert re.fullmatch(
+            r"http://\$\{__(field\.labels|data\.fields)\.instance\}/machines/"
+            r"\$\{__(field\.labels|data\.fields)\.machine:percentencode\}",
+            url,
+        ), url
+    machine_var = next(v for v in _dashboard()["templating"]["list"] if v["name"] == "machine")
+    assert "anomstream_alerts_firing" in machine_var["query"]["query"]
 
 
 def test_dashboard_has_the_required_panels() -> None:

@@ -401,6 +401,10 @@ def test_every_dashboard_query_runs_on_prometheus(
                 "anomstream_ready",
                 "build_info",
                 "anomaly_score",
+                # the model census (counted at scrape time) and the per-sensor scores
+                "model_age_readings",
+                "models_warming_up",
+                "sensor_score",
             )
         )
     ]

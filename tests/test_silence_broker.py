@@ -83,10 +83,8 @@ def _sample(service: RunningService, name: str) -> float:
 
 
 def _holds(service: RunningService, partitions: int) -> bool:
-    """True once `service` holds `partitions` input partitions (and their side-topic twins)."""
-    config = service.config
-    per_partition = len(config.kafka.input_topics) + len(config.side_topics)
-    return _sample(service, "anomstream_partitions_assigned") == partitions * per_partition
+    """True once `service` holds `partitions` input partitions."""
+    return _sample(service, "anomstream_partitions_assigned") == partitions
 
 
 def _fleet(kafka_broker: str, unique: str, machines: dict[str, tuple[int, float]]) -> tuple[Fleet, int]:
