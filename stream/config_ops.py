@@ -13,6 +13,7 @@ from anomstream.detectors.health_codes import DEFAULT_SEVERITY, Rules, Severity
 from anomstream.stream.config_sections import (
     NonEmptyStr,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     _Section,
@@ -138,6 +139,12 @@ class FeedbackConfig(_Section):
     """Consume the feedback topic."""
     topic: NonEmptyStr = "anomstream.feedback"
     """Topic of feedback messages, keyed by machine id, partitioned like the input."""
+    undo_window: NonNegativeInt = 1000
+    """Readings of a machine after an anomaly episode ends during which `false_positive` still
+    undoes what its models learned from the episode (the undo learns the readings since again:
+    ~0.3 ms each for five sensors). Memory: a copy of each live machine's models (~24 KB for
+    five sensors) plus its last readings. 0: no undo (`false_positive` only resolves the alert,
+    result `no_snapshot`), nothing kept. See docs/operations/feedback.md."""
 
 
 class ModesConfig(_Section):

@@ -202,6 +202,7 @@ class Pipeline:
                 score, sensor_scores, joint, warm = self._score_and_learn(
                     state, reading.machine, sensors, gate.suffix
                 )
+                transition = None
                 if warm:
                     transition = self.policy.step(
                         state.policy, score, reading.event_time, sensor_scores, joint
@@ -210,6 +211,8 @@ class Pipeline:
                         transitions.append(transition)
                     scores.append(score)
                     self._sensor_scores.extend(sensor_scores.values())
+                # feedback: log what was learned, so a false positive's episode can be undone
+                self.feedback.learned(state, reading.machine, sensors, gate.suffix, transition)
         back = self.presence.seen(state, reading.event_time, now, reading.sensors)
         if back is not None:
             transitions.append(back)
@@ -274,6 +277,13 @@ class Pipeline:
                 best = joint[0]
         # A machine alerts only on models past warm-up; it is "warm" once any model is.
         return best, sensor_scores, joint, bool(sensor_scores) or joint is not None
+
+    def relearn(self, state: MachineState, machine: str, sensors: dict[str, float], suffix: str) -> None:
+        """Learn a reading again exactly as `_reading` learned it (undoing a false positive's
+        episode replays the readings around it); not counted as scored again."""
+        scored = self._scored
+        self._score_and_learn(state, machine, sensors, suffix)
+        self._scored = scored
 
     @staticmethod
     def _score_joint(entity: Entity, sensors: dict[str, float], warmup: int) -> Joint | None:
