@@ -17,6 +17,13 @@ Memory is bounded: past `max_entities` live sensor models, or for machines unsee
 serialization), an evicted machine's state is kept as signed bytes and restored on its next
 reading, so eviction costs a few hundred bytes per machine instead of its live models; without
 one, eviction forgets.
+
+Machines that are not live (restored from the changelog, not yet read; or evicted) still have to
+be looked at by timers (a silent machine reads nothing). Unpickling them all at every look would
+cost far more than the look, so each operations feature may keep a small plain summary of its
+state under `MachineState.ops[feature]["header"]`: the codec signs it into a header readable
+without unpickling, and the store keeps the summaries of its cold machines in an index
+(`cold_headers`), filled at install and eviction, emptied at thaw and release.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from river.base import AnomalyDetector
@@ -40,9 +48,11 @@ log = logging.getLogger(__name__)
 
 
 class Codec(Protocol):
-    def dumps(self, obj: Any) -> bytes: ...
+    def dumps(self, obj: Any, header: Mapping[str, Any] | None = None) -> bytes: ...
 
     def loads(self, data: bytes) -> Any: ...
+
+    def header(self, data: bytes) -> dict[str, Any]: ...
 
 
 class Entity:
@@ -177,6 +187,8 @@ class ModelStore:
         self._live: OrderedDict[str, MachineState] = OrderedDict()
         self._cold: dict[str, tuple[int, bytes]] = {}  # machine -> (partition, signed state)
         self._unwritten: set[str] = set()  # cold machines whose bytes are newer than the changelog
+        # feature -> {cold machine -> its ops[feature]["header"]}: read by timers (see module doc)
+        self._headers: dict[str, dict[str, Any]] = {}
         self._entity_count = 0
         self.created = self.evicted = self.restored = self.rejected = 0
 
@@ -299,6 +311,12 @@ class ModelStore:
         going through it)."""
         return list(self._live.items())
 
+    def cold_headers(self, feature: str) -> Mapping[str, tuple[int, Any]]:
+        """machine -> (partition, header) of every machine held here but not live whose
+        `ops[feature]` had a header, read without unpickling. A read-only view, not a copy
+        (100,000 machines): do not change the store while going through it."""
+        return MappingProxyType(self._headers.get(feature, {}))
+
     # ------------------------------------------------------------------ eviction
 
     def evict_idle(self, now: float) -> int:
@@ -327,15 +345,29 @@ class ModelStore:
         self._entity_count -= state.models
         self.evicted += 1
         if self.codec is not None:
-            self._cold[machine] = (state.partition, self.codec.dumps(state))
+            header = _header(state)
+            self._cold[machine] = (state.partition, self.codec.dumps(state, header))
+            self._index(machine, state.partition, header)
             if state.dirty:
                 self._unwritten.add(machine)
+
+    def _index(self, machine: str, partition: int, header: Mapping[str, Any]) -> None:
+        for feature, summary in header.items():
+            # A list from JSON is kept as a tuple: 100,000 cold machines stay a few MB.
+            self._headers.setdefault(feature, {})[machine] = (
+                partition, tuple(summary) if isinstance(summary, list) else summary
+            )
+
+    def _unindex(self, machine: str) -> None:
+        for index in self._headers.values():
+            index.pop(machine, None)
 
     def _thaw(self, machine: str) -> MachineState | None:
         cold = self._cold.pop(machine, None)
         if cold is None or self.codec is None:
             return None
         self._unwritten.discard(machine)
+        self._unindex(machine)
         try:
             state = self.codec.loads(cold[1])
         except Exception as exc:  # noqa: BLE001 - StateRejected, or a model that no longer unpickles
@@ -358,7 +390,7 @@ class ModelStore:
         out = []
         for machine, state in self._live.items():
             if state.dirty and (wanted is None or state.partition in wanted):
-                out.append((machine, state.partition, self.codec.dumps(state)))
+                out.append((machine, state.partition, self.codec.dumps(state, _header(state))))
                 state.dirty = False
         for machine in list(self._unwritten):
             partition, data = self._cold[machine]
@@ -372,6 +404,14 @@ class ModelStore:
         if machine in self._live:
             return  # already live here: in memory is at least as new as the changelog
         self._cold[machine] = (partition, data)
+        self._unindex(machine)  # an older record of the machine read earlier in this restore
+        if self.codec is None:
+            return
+        try:
+            header = self.codec.header(data)
+        except Exception:  # noqa: BLE001 - StateRejected: refused (and logged) again at thaw
+            return
+        self._index(machine, partition, header)
 
     def drop_partitions(self, partitions: Iterable[int]) -> list[tuple[str, MachineState]]:
         """Forget machines of partitions this instance no longer owns (already checkpointed);
@@ -384,4 +424,10 @@ class ModelStore:
         for machine in [m for m, (p, _) in self._cold.items() if p in gone]:
             del self._cold[machine]
             self._unwritten.discard(machine)
+            self._unindex(machine)
         return dropped
+
+
+def _header(state: MachineState) -> dict[str, Any]:
+    """The plain summaries its operations features keep for timers (see the module docstring)."""
+    return {name: entry["header"] for name, entry in state.ops.items() if "header" in entry}

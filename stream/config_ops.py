@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from anomstream.detectors.health_codes import DEFAULT_SEVERITY, Rules, Severity
 from anomstream.stream.config_sections import (
     NonEmptyStr,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -22,8 +23,10 @@ from anomstream.stream.config_sections import (
 )
 from pydantic import (
     BeforeValidator,
+    Field,
     StrictBool,
     StrictFloat,
+    StrictInt,
     StrictStr,
     WithJsonSchema,
     model_validator,
@@ -125,8 +128,19 @@ class HealthConfig(_Section):
 class SilenceConfig(_Section):
     """Silent machines: a machine that stops reporting raises `kind: silent`."""
 
+    # Single-line docstrings: each becomes one cell of docs/configuration.md's tables.
     enabled: StrictBool = True
     """Alert on machines that report nothing for longer than they usually do."""
+    factor: Annotated[StrictFloat, Field(ge=1)] = 10.0
+    """Silent after `factor` x its usual interval (median event-time gap) with no reading..."""
+    min_silence_seconds: NonNegativeFloat = 60.0
+    """...and at least this long: a 100 ms machine does not page for a network hiccup."""
+    min_readings: Annotated[StrictInt, Field(ge=3)] = 10
+    """Readings before a machine's usual interval is trusted; it is never silent before."""
+    check_interval_seconds: PositiveFloat = 5.0
+    """How often the timer looks for silent machines, with or without incoming records."""
+    severity: Severity = "warning"
+    """Severity of `silent` alerts (see docs/operations/silence.md)."""
 
 
 class FeedbackConfig(_Section):

@@ -225,7 +225,7 @@ class Pipeline:
                     self._sensor_scores.extend(sensor_scores.values())
                 # feedback: log what was learned, so a false positive's episode can be undone
                 self.feedback.learned(state, reading.machine, sensors, gate.suffix, transition)
-        back = self.presence.seen(state, reading.event_time, now)
+        back = self.presence.seen(state, reading.event_time, now, reading.sensors)
         if back is not None:
             transitions.append(back)
         if transitions:
@@ -255,9 +255,10 @@ class Pipeline:
 
     def _check_silence(self, out: BatchOutput, now: float) -> None:
         """The timer's work: alert on machines that stopped reporting."""
-        for machine, state, transition in self.presence.check(self.models, now):
+        for machine, state, transition in self.presence.check(self.models, now, self.modes.silence_expected):
             source = AlertSource(state.topic, max(state.source, 0), max(state.offset, 0))
             out.alerts.append(self.emit(state, machine, transition, {}, now, source, now))
+        self.metrics.machines_silent.set(self.presence.silent)
 
     def _score_and_learn(
         self, state: MachineState, machine: str, sensors: dict[str, float], suffix: str = ""

@@ -143,6 +143,10 @@ class Service:
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     self.process(records)
+                elif self.pipeline.timer_due():
+                    # Silent machines send nothing: the timer's alerts go out, are checkpointed
+                    # and committed exactly like a batch's.
+                    self.process([])
                 elif self._pending and (self.checkpointer is None or self.checkpointer.due()):
                     self.checkpoint()
                 self._refresh_status()
@@ -261,6 +265,8 @@ class Service:
         now_owned = {tp.partition for tp in assigned if tp.topic in inputs}
         lost, gained = self._owned - now_owned, now_owned - self._owned
         self._owned = now_owned
+        # A gained partition's machines are not silent for the time nobody held them.
+        self.pipeline.presence.hold(gained, self.pipeline.clock())
         if lost:
             dropped = self.pipeline.release(lost)
             log.info("released state of partitions %s (%d live machines)", sorted(lost), dropped)

@@ -387,7 +387,7 @@ def test_suppressed_alerts_are_counted_not_published() -> None:
     feed.readings(MACHINE, 0, 10)
     feed.control(maintenance_message())
     # Nothing is evaluated in maintenance; whatever a tracker raises anyway is counted only.
-    pipeline.presence.seen = lambda state, event_time, now: Transition(  # type: ignore[method-assign]
+    pipeline.presence.seen = lambda state, event_time, now, sensors=None: Transition(  # type: ignore[method-assign]
         "firing", "warning", event_time, 1.0, {"t": 1.0}, kind="silent")
     feed.readings(MACHINE, MAINT_START, MAINT_START + 3)
     assert feed.alerts == []

@@ -45,7 +45,9 @@ def test_not_ready_while_restoring_newly_assigned_partitions_only() -> None:
         config, consumer_factory=_Consumer, producer=None, pipeline=Pipeline(config, metrics=metrics),  # type: ignore[arg-type]
         metrics=metrics, health=health, checkpointer=checkpointer,  # type: ignore[arg-type]
     )
-    service.on_assigned({TopicPartition("t", 0), TopicPartition("t", 1)})
-    service.on_assigned({TopicPartition("t", 1), TopicPartition("t", 2)})  # keeps 1, gains 2
+    t = config.kafka.input_topics[0]
+    feedback = config.feedback.topic  # a side topic's partitions own no state: never restored
+    service.on_assigned({TopicPartition(t, 0), TopicPartition(t, 1), TopicPartition(feedback, 5)})
+    service.on_assigned({TopicPartition(t, 1), TopicPartition(t, 2)})  # keeps 1, gains 2
     assert checkpointer.seen == [([0, 1], False, 1.0), ([2], False, 1.0)]
     assert registry.get_sample_value("anomstream_restoring") == 0
