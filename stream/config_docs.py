@@ -81,7 +81,7 @@ def _rows(
             _type(prop, schema),
             _default(field.default),
             variable,
-            field.description or "",
+            " ".join((field.description or "").split()),  # one table row, whatever its lines
         ]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         item = model_in(field.annotation)

@@ -213,7 +213,8 @@ class Metrics:
         )
         self.control = Counter(
             p + "control_messages",
-            "Mode and maintenance messages from the control topic, by result (applied, duplicate)",
+            "Mode and maintenance messages from the control topic, by result "
+            "(applied, duplicate, expired, rejected)",
             ["result"], registry=r,
         )
         self.machines_in_mode = Gauge(
