@@ -293,7 +293,7 @@ class Pipeline:
         scored = len(sensor_scores)
         self._scored += scored
         if scored > 1:
-            best, sensor_scores = _per_machine(best, sensor_scores)
+            best, sensor_scores = _per_machine(sensor_scores)
         joint = None
         if not suffix:
             entity = self.models.joint_entity(state, machine)
@@ -488,14 +488,14 @@ class Pipeline:
         return {"models": len(self.models), "machines": self.models.machines}
 
 
-def _per_machine(best: float, sensor_scores: dict[str, float]) -> tuple[float, dict[str, float]]:
+def _per_machine(sensor_scores: dict[str, float]) -> tuple[float, dict[str, float]]:
     """Per-sensor tail probabilities as tail probabilities of the machine (Bonferroni).
 
     The policy's threshold means "as rare as 1 in N readings of this machine". A machine with k
     sensors gets k chances per reading for one of them to look that rare by chance, so each
     sensor's tail `1 - s` counts k times: `1 - k (1 - s)`, floored at 0. One sensor: unchanged.
 
-    >>> _per_machine(0.99999, {"a": 0.99999, "b": 0.5})
+    >>> _per_machine({"a": 0.99999, "b": 0.5})
     (0.99998, {'a': 0.99998, 'b': 0.0})
     """
     k = len(sensor_scores)

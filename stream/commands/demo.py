@@ -64,8 +64,12 @@ def format_alert(message: OutgoingMessage) -> str:
     reading was (p = 1 - score), which says more than a score printed as 1.00000."""
     alert = orjson.loads(message.value)
     sensors = ", ".join(s["name"] for s in alert["sensors"])
-    tail = 1.0 - alert["score"]
-    rarity = "p<1e-15" if tail < 1e-15 else f"p={tail:.0e}"
+    kind = alert.get("kind", "anomaly")
+    if kind == "anomaly":
+        tail = 1.0 - alert["score"]
+        rarity = "p<1e-15" if tail < 1e-15 else f"p={tail:.0e}"
+    else:  # a sensor-health code or a silent machine: what it is says more than a score
+        rarity = kind
     return (
         f"{alert['event_time'][11:23]}  {alert['status'].upper():<8}  {alert['severity']:<8}  "
         f"{alert['machine_id']:<13}  {sensors:<26}  {rarity:<8}  id {alert['alert_id'][:12]}"
