@@ -5,9 +5,13 @@ No Kafka here: records are anything with the attributes of kafka-python's `Consu
 for the I/O layer to publish and commit. The clock and the metrics are passed in, so the same
 code runs in unit tests, on Tansu and on Apache Kafka.
 
-Per reading: decode → for each sensor, score with the entity's model (after its warm-up), then
-learn; the same for the machine-wide model on the whole reading, if configured → the machine's
-alert policy decides from all of their scores → maybe an alert. Per-reading metric values are
+Per reading: decode → the machine's mode (`detectors/modes.py`: maintenance or a paused mode
+skips the models) → sensor health (`detectors/sensor_health.py`: broken sensors raise their own
+kinds and are kept out of the models) → every model scores, then learns (`stream/scoring.py`)
+→ the machine's alert policy decides from all of their scores → presence (the usual interval)
+→ every transition goes out through one `AlertEmitter` (`stream/alert_emitter.py`). Records of
+the feedback and control topics go to their handlers (`stream/feedback.py`, `control.py`); a
+timer raises `silent` alerts (`process([])` when no record came). Per-reading metric values are
 collected in arrays and handed to the metrics once per batch.
 
 No record stops the service: an invalid one becomes a dead letter with the decoder's reason; a
@@ -25,21 +29,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from anomstream import __version__
-from anomstream.detectors.entities import MACHINE_WIDE, Entity, MachineState, ModelStore
+from anomstream.detectors.entities import MachineState, ModelStore
 from anomstream.detectors.modes import Modes
 from anomstream.detectors.policy import AlertPolicy, Transition
 from anomstream.detectors.presence import Presence
 from anomstream.detectors.sensor_health import SensorHealth
-from anomstream.stream import alert_book
-from anomstream.stream.alerts import AlertSource, OutgoingMessage, alert_id, build_alert
-from anomstream.stream.control import ControlHandler
-from anomstream.stream.feedback import FeedbackHandler
+from anomstream.stream.alert_emitter import AlertEmitter
+from anomstream.stream.alerts import AlertSource, OutgoingMessage
 from anomstream.stream.config import Config
+from anomstream.stream.control import ControlHandler
 from anomstream.stream.errors import InvalidRecord
+from anomstream.stream.feedback import FeedbackHandler
 from anomstream.stream.metrics import Metrics
+from anomstream.stream.scoring import MachineScorer
 from anomstream.stream.state_codec import codec_from_config
 from anomstream.stream.telemetry import Reading, TelemetryDecoder
 
@@ -48,7 +52,6 @@ __all__ = ["DLQ_REASON_HEADER", "BatchOutput", "Pipeline", "RecordLike"]
 DLQ_REASON_HEADER = "anomstream-dlq-reason"
 # Seconds between full recounts of `anomstream_machines_in_mode` over the live machines.
 MODE_RECOUNT = 30.0
-Joint = tuple[float, dict[str, float]]  # a machine-wide model's score and per-sensor contributions
 log = logging.getLogger(__name__)
 
 
@@ -94,8 +97,17 @@ class Pipeline:
         self.models = models if models is not None else ModelStore.from_config(
             config.detector, idle_ttl=config.state.idle_ttl_seconds, codec=codec_from_config(config.state)
         )
-        self.models.on_thaw = self._restored
         self.policy = AlertPolicy.from_config(config.alerts)
+        self.alert_emitter = AlertEmitter(
+            config, metrics=metrics, models=self.models, threshold=self.policy.threshold
+        )
+        self.emit = self.alert_emitter.emit  # every alert of every kind goes out through it
+        self.models.on_thaw = self.alert_emitter.restored
+        self.scorer = MachineScorer(
+            self.models, warmup=config.detector.warmup,
+            machine_mode=config.detector.entity == "machine",
+        )
+        self.relearn = self.scorer.relearn  # feedback's undo learns readings again through it
         # The operations features (see their modules): health codes and presence per reading,
         # modes gating every reading, feedback and control from their own topics.
         self.health = SensorHealth.from_config(config.health)
@@ -111,14 +123,10 @@ class Pipeline:
         # Held while a batch is processed: the HTTP thread's drill-down reads state under it.
         self.lock = threading.RLock()
         self._machine_mode = config.detector.entity == "machine"
-        self._warmup = config.detector.warmup
         self._max_sensors = config.detector.max_sensors_per_machine
-        self._scored = 0  # sensor values scored so far (after warm-up)
         self._sensor_scores: list[float] = []  # this batch's per-sensor scores, for the histogram
         self._errors_seen: set[tuple[str, str]] = set()  # (exception type, where): logged once
         self._modes_counted_at = 0.0  # next full recount of `machines_in_mode` (clock time)
-        instance = config.service.instance or "local"
-        self._ce_source = f"anomstream://{config.kafka.group_id}/{instance}"
 
     def process(self, records: Sequence[RecordLike]) -> BatchOutput:
         with self.lock:
@@ -132,7 +140,7 @@ class Pipeline:
         scores: list[float] = []
         consumed: dict[str, int] = {}
         models = self.models
-        before = (self._scored, models.created, models.evicted, models.restored, models.rejected)
+        before = (self.scorer.scored, models.created, models.evicted, models.restored, models.rejected)
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
             out.offsets[(record.topic, record.partition)] = record.offset + 1
@@ -211,7 +219,7 @@ class Pipeline:
             if excluded:  # a broken sensor's values must not teach its model nor the relations
                 sensors = {k: v for k, v in sensors.items() if k not in excluded}
             if sensors:
-                score, sensor_scores, joint, warm = self._score_and_learn(
+                score, sensor_scores, joint, warm = self.scorer.score_and_learn(
                     state, reading.machine, sensors, gate.suffix
                 )
                 transition = None
@@ -260,157 +268,13 @@ class Pipeline:
             out.alerts.append(self.emit(state, machine, transition, {}, now, source, now))
         self.metrics.machines_silent.set(self.presence.silent)
 
-    def _score_and_learn(
-        self, state: MachineState, machine: str, sensors: dict[str, float], suffix: str = ""
-    ) -> tuple[float, dict[str, float], Joint | None, bool]:
-        """Score every model of the machine before learning it.
-
-        Returns the machine score (the highest of its models' scores), the per-sensor scores,
-        the machine-wide model's (score, contributions) and whether any model is past warm-up.
-        `suffix` selects the models of an operating mode that learns on its own.
-        """
-        warmup = self._warmup
-        entity_of = self.models.entity
-        if self._machine_mode:
-            entity = entity_of(state, machine, MACHINE_WIDE, suffix)
-            joint = self._score_joint(entity, sensors, warmup)
-            if joint is not None:
-                self._scored += 1
-                return joint[0], {}, joint, True
-            return 0.0, {}, None, False
-        sensor_scores: dict[str, float] = {}
-        best = 0.0
-        for sensor, value in sensors.items():
-            entity = entity_of(state, machine, sensor, suffix)
-            x: dict[Any, Any] = {"value": value}
-            if entity.learned >= warmup:
-                s = entity.score_learn(x)
-                sensor_scores[sensor] = s
-                best = max(best, s)
-            else:
-                entity.model.learn_one(x)
-            entity.learned += 1
-        scored = len(sensor_scores)
-        self._scored += scored
-        if scored > 1:
-            best, sensor_scores = _per_machine(sensor_scores)
-        joint = None
-        if not suffix:
-            entity = self.models.joint_entity(state, machine)
-        elif self.models.joint is not None:  # a separately learning mode's own relations
-            entity = entity_of(state, machine, MACHINE_WIDE, suffix, self.models.joint)
-        else:
-            entity = None
-        if entity is not None:
-            joint = self._score_joint(entity, sensors, warmup)
-            if joint is not None and joint[0] > best:
-                best = joint[0]
-        # A machine alerts only on models past warm-up; it is "warm" once any model is.
-        return best, sensor_scores, joint, bool(sensor_scores) or joint is not None
-
-    def relearn(self, state: MachineState, machine: str, sensors: dict[str, float], suffix: str) -> None:
-        """Learn a reading again exactly as `_reading` learned it (undoing a false positive's
-        episode replays the readings around it); not counted as scored again."""
-        scored = self._scored
-        self._score_and_learn(state, machine, sensors, suffix)
-        self._scored = scored
-
-    @staticmethod
-    def _score_joint(entity: Entity, sensors: dict[str, float], warmup: int) -> Joint | None:
-        """Score, then learn, the whole reading with a machine-wide model; None in warm-up.
-
-        The contributions come from the model (`last_contributions`, as `RelationModel`
-        reports them); a River model without them implicates every sensor equally.
-        """
-        x = cast(dict[Any, Any], sensors)
-        warm = entity.learned >= warmup
-        entity.learned += 1
-        if not warm:
-            entity.model.learn_one(x)
-            return None
-        score = entity.score_learn(x)
-        contributions = getattr(entity.model, "last_contributions", None)
-        if contributions is None:
-            contributions = {name: 1.0 / len(sensors) for name in sensors}
-        return score, contributions
-
-    def _restored(self, machine: str, state: MachineState) -> None:
-        """A machine restored from a checkpoint may have alerts open: show them as firing."""
-        for entry in alert_book.open_alerts(state):
-            self._count_open(machine, state, entry["kind"], entry["severity"], +1)
-
     def release(self, partitions: Iterable[int]) -> int:
         """Drop the machines of partitions handed to another instance, which now reports them."""
         with self.lock:
             dropped = self.models.drop_partitions(partitions)
             for machine, state in dropped:
-                for entry in alert_book.open_alerts(state):
-                    self._count_open(machine, state, entry["kind"], entry["severity"], -1, leaving=True)
+                self.alert_emitter.released(machine, state)
             return len(dropped)
-
-    def _count_open(
-        self, machine: str, state: MachineState, kind: str, severity: str, delta: int,
-        *, leaving: bool = False,
-    ) -> None:
-        """Keep the open-alert gauges in step with the book: the aggregate by kind and severity,
-        and the machine's series while it has such an alert open (removed at zero, and when the
-        machine moves to another instance: `leaving`)."""
-        self.metrics.alerts_open.labels(kind, severity).inc(delta)
-        now_open = 0 if leaving else sum(
-            1 for e in alert_book.open_alerts(state) if e["kind"] == kind and e["severity"] == severity
-        )
-        gauge = self.metrics.alerts_firing
-        if now_open > 0:
-            gauge.labels(machine, kind, severity).set(now_open)
-        else:
-            try:
-                gauge.remove(machine, kind, severity)
-            except KeyError:
-                pass  # fired before a restart of a state-less instance: the gauge never saw it
-
-    def emit(
-        self,
-        state: MachineState,
-        machine: str,
-        transition: Transition,
-        values: dict[str, float],
-        event_time: float,
-        source: AlertSource,
-        now: float,
-    ) -> OutgoingMessage:
-        """Record a transition in the machine's alert book, count it, render it as an alert.
-        Every alert of every kind goes out through here."""
-        shares = list(transition.sensors) or list(values)
-        ident = alert_id(machine, shares, transition.started_at, transition.kind)
-        alert_book.record(state, ident, transition, event_time)
-        state.dirty = True
-        delta = 1 if transition.status == "firing" else -1
-        self._count_open(machine, state, transition.kind, transition.severity, delta)
-        self.metrics.alerts.labels(transition.kind, transition.severity, transition.status).inc()
-        detector = self._detector_name(machine, transition)
-        return build_alert(
-            transition,
-            machine=machine,
-            values=values,
-            event_time=event_time,
-            detected_at=now,
-            threshold=self.policy.threshold,
-            detector={"name": detector, "version": __version__},
-            source=source,
-            ce_source=self._ce_source,
-            topic=self.config.kafka.alert_topic,
-        )
-
-    def _detector_name(self, machine: str, transition: Transition) -> str:
-        """The top sensor's detector, `+` the machine-wide model's when the machine has one;
-        for the other kinds, what raised them."""
-        if transition.kind != "anomaly":
-            return "presence" if transition.kind == "silent" else "sensor_health"
-        sensor = next(iter(transition.sensors), MACHINE_WIDE)
-        entity = self.models.peek(machine, MACHINE_WIDE if self._machine_mode else sensor)
-        name = entity.detector if entity is not None else self.config.detector.name
-        joint = self.models.joint
-        return f"{name}+{joint.detector}" if joint is not None and not self._machine_mode else name
 
     def _check_sensor_budget(self, state: MachineState, reading: Reading) -> None:
         if self._machine_mode:
@@ -468,7 +332,7 @@ class Pipeline:
         m = self.metrics
         models = self.models
         scored, created, evicted, restored, rejected = before
-        m.readings_scored.inc(self._scored - scored)
+        m.readings_scored.inc(self.scorer.scored - scored)
         m.models_created.inc(models.created - created)
         m.models_evicted.inc(models.evicted - evicted)
         m.state_restored.inc(models.restored - restored)
@@ -480,30 +344,13 @@ class Pipeline:
         m.sensor_score.observe_many(self._sensor_scores)
         self._sensor_scores.clear()
         m.active_models.set(len(self.models))
-        m.batch_size.observe(sum(consumed.values()))
-        m.batch_processing.observe(time.perf_counter() - started)
+        if consumed:  # the timer's empty batches are not batches of records
+            m.batch_size.observe(sum(consumed.values()))
+            m.batch_processing.observe(time.perf_counter() - started)
 
     def snapshot(self) -> dict[str, Any]:
         """Counts for logs and tests."""
         return {"models": len(self.models), "machines": self.models.machines}
-
-
-def _per_machine(sensor_scores: dict[str, float]) -> tuple[float, dict[str, float]]:
-    """Per-sensor tail probabilities as tail probabilities of the machine (Bonferroni).
-
-    The policy's threshold means "as rare as 1 in N readings of this machine". A machine with k
-    sensors gets k chances per reading for one of them to look that rare by chance, so each
-    sensor's tail `1 - s` counts k times: `1 - k (1 - s)`, floored at 0. One sensor: unchanged.
-
-    >>> _per_machine({"a": 0.99999, "b": 0.5})
-    (0.99998, {'a': 0.99998, 'b': 0.0})
-    """
-    k = len(sensor_scores)
-    corrected = {}
-    for sensor, s in sensor_scores.items():
-        c = 1.0 - k * (1.0 - s)
-        corrected[sensor] = round(c, 12) if c > 0.0 else 0.0
-    return max(corrected.values()), corrected
 
 
 def _where(exc: BaseException) -> str:
