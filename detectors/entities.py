@@ -230,11 +230,7 @@ class ModelStore:
         live = self._live
         state = live.get(machine)
         if state is None:
-            state = self._thaw(machine) or MachineState()
-            live[machine] = state
-            self._entity_count += state.models
-            if self._entity_count > self.max_entities:
-                self._evict_lru(keep=machine)
+            state = self._admit(machine, self._thaw(machine) or MachineState())
         else:
             live.move_to_end(machine)
         state.partition = partition
@@ -285,6 +281,10 @@ class ModelStore:
         if state is None:
             return None
         state.partition = partition
+        return self._admit(machine, state)
+
+    def _admit(self, machine: str, state: MachineState) -> MachineState:
+        """Make `state` live (most recently seen), counting its models against the cap."""
         self._live[machine] = state
         self._entity_count += state.models
         if self._entity_count > self.max_entities:

@@ -33,26 +33,26 @@ def record(state: MachineState, ident: str, transition: Transition, event_time: 
     """Enter a firing transition as open, move a resolved one to the recent list."""
     book = _book(state)
     if transition.status == "firing":
-        book["open"][ident] = {
-            "alert_id": ident,
-            "kind": transition.kind,
-            "severity": transition.severity,
-            "started_at": transition.started_at,
-            "fired_at": event_time,
-            "score": transition.score,
-            "sensors": dict(transition.sensors),
-            "detail": transition.detail,
-        }
+        book["open"][ident] = _entry(ident, transition, event_time)
         return
     entry = book["open"].pop(ident, None)
     if entry is None:  # resolved without a recorded firing (state from before the book)
-        entry = {
-            "alert_id": ident, "kind": transition.kind, "severity": transition.severity,
-            "started_at": transition.started_at, "fired_at": transition.started_at,
-            "score": transition.score, "sensors": dict(transition.sensors), "detail": transition.detail,
-        }
+        entry = _entry(ident, transition, transition.started_at)
     entry["resolved_at"] = event_time
     close(state, entry)
+
+
+def _entry(ident: str, transition: Transition, fired_at: float) -> dict[str, Any]:
+    return {
+        "alert_id": ident,
+        "kind": transition.kind,
+        "severity": transition.severity,
+        "started_at": transition.started_at,
+        "fired_at": fired_at,
+        "score": transition.score,
+        "sensors": dict(transition.sensors),
+        "detail": transition.detail,
+    }
 
 
 def close(state: MachineState, entry: dict[str, Any]) -> None:

@@ -208,7 +208,8 @@ class Metrics:
         )
         self.feedback = Counter(
             p + "feedback",
-            "Operator feedback messages, by action and result (applied, duplicate, unknown_alert)",
+            "Operator feedback messages, by action and result (applied, recorded, duplicate, "
+            "too_late, no_snapshot, unknown_machine, unknown_alert)",
             ["action", "result"], registry=r,
         )
         self.control = Counter(
