@@ -19,6 +19,14 @@ sensor with heavier tails than its detector assumes: single clean readings at 1 
 measured in the simulator), and one glitching sample must not page anyone; two independent
 1-in-100,000 readings in a row are a 1-in-10^10 event. A single reading beyond
 `instant_threshold` = 0.9999999 (1 in 10 million) pages at once, so a short spike is not missed.
+One reading is one opinion, though, and the per-sensor models' extreme tails are the least
+calibrated part of their scores (a value just outside a young model's range is scored as if
+never possible). On a machine whose machine-wide model scored the reading, that model's
+calibrated tail is a second opinion: a single reading fires at once only if it too is at or above
+`threshold`; otherwise the reading needs `min_run` like any other. A genuine spike on one sensor
+breaks its relation to the others as well (its residual given the others is as far out as the
+spike), so the machine model confirms it; measured on the Tennessee Eastman process, every
+alert on its clean run was a lone per-sensor reading that the machine model scored unremarkable.
 `critical_threshold` = 0.999999 (1 in a million) marks what no clean day explains.
 `clear_threshold` = 0.95: a reading more unusual than 1 in 20 is still evidence that the fault is
 there (the detector's persistence score of a level two standard deviations off its baseline);
@@ -27,6 +35,15 @@ reading comes about every 20 readings, so 30 in a row without one means the evid
 stopped, while a fault whose evidence comes and goes with a duty cycle (a drift seen at the peaks
 of each load cycle) keeps one alert; an alert thus resolves about 30 readings after its evidence
 stops.
+What holds a firing alert is its own evidence: the scores of the models that implicate its
+sensors (a per-sensor model its own sensor, the machine model the sensors holding at least
+`MIN_SHARE` of a reading's contributions), not every model of the machine. A machine with 50
+sensors has 50 chances per reading for some unrelated sensor to look 1-in-20 unusual, the
+more so while its models are young; measured on the Tennessee Eastman process (52 variables),
+18 % of clean readings had one, so an alert about one analyser never resolved. A sensor that
+reaches `threshold` while the alert fires joins the sensors that hold it: a second fault during
+the first keeps the alert open rather than being swallowed by it. The alert's documents keep
+the sensors it fired with (they are part of its id).
 `cooldown` = 0: the detector already keeps one fault's tail from alerting again (a reading that
 is not the most surprising of its dead time is deflated as an echo), so a policy dead time
 would only hide the next fault (measured: a false alert followed by a real fault within 100
@@ -76,7 +93,7 @@ def surprise(score: float) -> float:
 class PolicyState:
     """What the policy remembers about one machine."""
 
-    __slots__ = ("peak", "phase", "run", "sensors", "severity", "started_at", "peaks")
+    __slots__ = ("peak", "phase", "run", "sensors", "severity", "started_at", "peaks", "holding")
 
     def __init__(self) -> None:
         self.phase = NORMAL
@@ -86,16 +103,24 @@ class PolicyState:
         self.sensors: dict[str, float] = {}  # sensor -> evidence (summed surprise) of the run
         self.severity = ""
         self.peaks: dict[str, float] = {}  # sensor -> highest score that implicated it
+        self.holding: list[str] = []  # firing: the sensors whose models' scores hold the alert
+
+    def forget(self, phase: str, run: int = 0) -> None:
+        """Leave the episode: enter `phase` with `run`, no evidence, no holding sensors."""
+        self.phase, self.run, self.sensors, self.peaks, self.holding = phase, run, {}, {}, []
 
     def __getstate__(self) -> tuple:
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state: tuple) -> None:
         # State written before `peaks` existed (a 6-tuple, `sensors` then held peak scores)
-        # restores with those peaks as evidence: the names and their order are kept.
+        # restores with those peaks as evidence: the names and their order are kept. State
+        # written before `holding` (a 7-tuple) holds an open alert by the sensors it fired with.
         self.peaks = {}
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
+        if len(state) < len(self.__slots__):
+            self.holding = list(self.sensors) if self.phase == FIRING else []
 
 
 @dataclass(frozen=True)
@@ -167,7 +192,7 @@ class AlertPolicy:
         """
         phase = state.phase
         if phase == FIRING:
-            return self._step_firing(state, score)
+            return self._step_firing(state, self._holding_score(state, score, sensor_scores, joint))
         if phase == COOLDOWN:
             state.run -= 1
             if state.run <= 0:
@@ -175,19 +200,55 @@ class AlertPolicy:
             return None
         if score < self.threshold:
             if phase == PENDING:
-                state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
+                state.forget(NORMAL)
             return None
         if phase == NORMAL:
             state.phase, state.run, state.started_at, state.peak = PENDING, 0, event_time, 0.0
         state.run += 1
         state.peak = max(state.peak, score)
         self._gather(state, sensor_scores, joint)
-        if state.run < self.min_run and score < self.instant_threshold:
+        if state.run < self.min_run and not self._instant(score, joint):
             return None
         state.phase, state.run = FIRING, 0
         state.severity = "critical" if state.peak >= self.critical_threshold else "warning"
         state.sensors, state.peaks = _shares(state.sensors, state.peaks)
+        state.holding = list(state.sensors)
         return self._transition("firing", state)
+
+    def _holding_score(
+        self,
+        state: PolicyState,
+        score: float,
+        sensor_scores: Mapping[str, float],
+        joint: tuple[float, Mapping[str, float]] | None,
+    ) -> float:
+        """The highest score of the models that implicate a sensor holding the firing alert
+        (see the module docstring); a sensor at or above `threshold` joins them. An alert that
+        names no sensor is held by the machine score."""
+        holding = state.holding
+        if not holding:
+            return score
+        best = 0.0
+        for sensor, s in sensor_scores.items():
+            if s >= self.threshold and sensor not in holding:
+                holding.append(sensor)
+            if s > best and sensor in holding:
+                best = s
+        if joint is not None:
+            s, contributions = joint
+            implicated = [n for n, share in contributions.items() if share >= MIN_SHARE]
+            if s >= self.threshold:
+                holding.extend(n for n in implicated if n not in holding)
+            if s > best and any(n in holding for n in implicated):
+                best = s
+        return best
+
+    def _instant(self, score: float, joint: tuple[float, Mapping[str, float]] | None) -> bool:
+        """Does this one reading fire at once? At or above `instant_threshold`, and, when the
+        machine-wide model scored it (it reports contributions), confirmed by that model."""
+        if score < self.instant_threshold:
+            return False
+        return joint is None or not joint[1] or joint[0] >= self.threshold
 
     def _gather(
         self,
@@ -214,10 +275,10 @@ class AlertPolicy:
         """End the machine's open alert at once (operator feedback, a maintenance window);
         None when none is open. A pending run is forgotten without an alert."""
         if state.phase != FIRING:
-            state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
+            state.forget(NORMAL)
             return None
         resolved = self._transition("resolved", state)
-        state.phase, state.run, state.sensors, state.peaks = NORMAL, 0, {}, {}
+        state.forget(NORMAL)
         return resolved
 
     @staticmethod
@@ -235,7 +296,7 @@ class AlertPolicy:
         if state.run < self.clear_run:
             return None
         resolved = self._transition("resolved", state)
-        state.phase, state.run, state.sensors, state.peaks = COOLDOWN, self.cooldown, {}, {}
+        state.forget(COOLDOWN, self.cooldown)
         if state.run <= 0:
             state.phase = NORMAL
         return resolved

@@ -235,11 +235,13 @@ class AlertsConfig(_Section):
     critical_threshold: UnitInterval = AlertPolicy.critical_threshold
     """Peak score that makes an alert critical."""
     instant_threshold: UnitInterval = AlertPolicy.instant_threshold
-    """One reading this extreme fires at once (short spikes), whatever `min_run`."""
+    """One reading this extreme fires at once (short spikes), whatever `min_run`, if the
+    machine-wide model (when it scored the reading) finds it anomalous too."""
     min_run: PositiveInt = AlertPolicy.min_run
     """Consecutive anomalous readings before an alert fires."""
     clear_threshold: UnitInterval = AlertPolicy.clear_threshold
-    """Hysteresis: a firing alert clears only below this score."""
+    """Hysteresis: a firing alert clears only when the models implicating its sensors score
+    below this."""
     clear_run: PositiveInt = AlertPolicy.clear_run
     """Consecutive clear readings before it resolves."""
     cooldown: NonNegativeInt = AlertPolicy.cooldown

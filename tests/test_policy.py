@@ -65,3 +65,83 @@ def test_zero_cooldown_returns_to_normal() -> None:
     assert policy.step(state, 0.999, 0.0, {}).status == "firing"
     assert policy.step(state, 0.1, 1.0, {}).status == "resolved"
     assert state.phase == NORMAL
+
+
+# -- what holds a firing alert: its own sensors' evidence ------------------------------------------
+HOLD = AlertPolicy(threshold=0.99, min_run=2, clear_threshold=0.9, clear_run=3, cooldown=0)
+
+
+def _fire_on_temp(policy: AlertPolicy = HOLD) -> PolicyState:
+    state = PolicyState()
+    policy.step(state, 0.999, 0.0, {"temp": 0.999, "vib": 0.1})
+    assert policy.step(state, 0.999, 1.0, {"temp": 0.999, "vib": 0.1}).status == "firing"
+    return state
+
+
+def test_an_unrelated_sensors_unusual_readings_do_not_hold_the_alert() -> None:
+    # vib bounces above clear_threshold (below threshold) after temp's fault ends: on a machine
+    # with many sensors such readings come every few readings, and would hold the alert forever
+    state = _fire_on_temp()
+    events = [HOLD.step(state, 0.95, 2.0 + t, {"temp": 0.1, "vib": 0.95}) for t in range(3)]
+    assert [e and e.status for e in events] == [None, None, "resolved"]
+    assert dict(events[-1].sensors) == {"temp": 1.0}
+
+
+def test_a_sensor_reaching_the_threshold_while_firing_holds_the_alert() -> None:
+    state = _fire_on_temp()
+    assert HOLD.step(state, 0.995, 2.0, {"temp": 0.1, "vib": 0.995}) is None  # vib joins
+    events = [HOLD.step(state, 0.95, 3.0 + t, {"temp": 0.1, "vib": 0.95}) for t in range(5)]
+    assert all(e is None for e in events)  # vib's evidence holds it now
+    events = [HOLD.step(state, 0.1, 8.0 + t, {"temp": 0.1, "vib": 0.1}) for t in range(3)]
+    resolved = events[-1]
+    assert resolved is not None and resolved.status == "resolved"
+    assert dict(resolved.sensors) == {"temp": 1.0}  # the documents keep the sensors it fired with
+
+
+def test_the_machine_model_holds_an_alert_it_implicates() -> None:
+    state = _fire_on_temp()
+    holds = (0.95, {"temp": 0.7, "vib": 0.3})
+    elsewhere = (0.95, {"vib": 0.995, "temp": 0.005})  # temp below MIN_SHARE
+    for t in range(5):
+        assert HOLD.step(state, 0.95, 2.0 + t, {"temp": 0.1, "vib": 0.1}, holds) is None
+    events = [HOLD.step(state, 0.95, 7.0 + t, {"temp": 0.1, "vib": 0.1}, elsewhere) for t in range(3)]
+    assert events[-1] is not None and events[-1].status == "resolved"
+
+
+def test_an_alert_with_no_sensors_is_held_by_the_machine_score() -> None:
+    state = PolicyState()
+    HOLD.step(state, 0.999, 0.0, {})
+    assert HOLD.step(state, 0.999, 1.0, {}).status == "firing"
+    assert [HOLD.step(state, 0.95, 2.0 + t, {}) for t in range(5)] == [None] * 5
+
+
+def test_state_from_before_holding_holds_by_the_fired_sensors() -> None:
+    state = _fire_on_temp()
+    old = state.__getstate__()[:7]  # as a checkpoint written before `holding` existed
+    restored = PolicyState.__new__(PolicyState)
+    restored.__setstate__(old)
+    assert restored.phase == FIRING and restored.holding == ["temp"]
+    events = [HOLD.step(restored, 0.95, 2.0 + t, {"temp": 0.1, "vib": 0.95}) for t in range(3)]
+    assert events[-1] is not None and events[-1].status == "resolved"
+
+
+# -- one reading alone: the machine model's second opinion ----------------------------------------
+INSTANT = AlertPolicy(threshold=0.99, instant_threshold=0.99999, min_run=2, clear_threshold=0.9, clear_run=3)
+
+
+@pytest.mark.parametrize(
+    ("joint", "fires"),
+    [
+        (None, True),  # no machine model
+        ((0.0, {}), True),  # it did not score the reading (warm-up, one sensor): abstains
+        ((0.995, {"temp": 0.9, "vib": 0.1}), True),  # it confirms
+        ((0.8, {"temp": 0.5, "vib": 0.5}), False),  # it finds the reading unremarkable
+    ],
+)
+def test_a_lone_extreme_reading_fires_at_once_only_if_the_machine_model_agrees(joint, fires) -> None:
+    state = PolicyState()
+    first = INSTANT.step(state, 0.999999, 0.0, {"temp": 0.999999, "vib": 0.1}, joint)
+    assert (first is not None and first.status == "firing") is fires
+    if not fires:  # the reading still counts towards `min_run`
+        second = INSTANT.step(state, 0.995, 1.0, {"temp": 0.995, "vib": 0.1}, joint)
+        assert second is not None and second.status == "firing"
