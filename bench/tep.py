@@ -14,7 +14,9 @@ with `anomstream.evaluation.alert_metrics` on the 960 test samples:
 
 Beside each fault: the detection rates of the reference method, offline PCA with T² and Q at
 99 % limits fitted on `d00.dat`, computed in the same run (`bench/tep_pca.py`, sample-wise
-flags as the protocol counts them), and whether ours is at or above the better of the two; and,
+flags as the protocol counts them), and whether ours is at or above the better of the two; the
+same PCA at 99.999 % limits, the nominal level of the alert threshold, for context ("strict":
+the protocol's 99 % allows 100 times more false alarms than the threshold's 1 in 100,000); and,
 for context, the rates recalled from Chiang, Russell & Braatz's table (see `PUBLISHED_SOURCE`). Issue 10's target: on at least 15 of the 18 faults other than 3, 9
 and 15, and false alarms on at most 1 % of clean samples.
 
@@ -137,7 +139,9 @@ def main() -> int:
     config = load_config(environ={}, overrides={"state.enabled": False})
     history = read_dat(args.data / "d00.dat")
     pca = PcaMonitor.fit(history)
+    strict = PcaMonitor.fit(history, confidence=config.alerts.threshold)
     clean_t2, clean_q = pca.flags(read_dat(args.data / "d00_te.dat"))
+    strict_clean = np.logical_or(*strict.flags(read_dat(args.data / "d00_te.dat"))).mean()
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="anomstream-tep-") as tmp:
@@ -146,13 +150,14 @@ def main() -> int:
         clean, clean_open = score_run(clean_path, config, faulty=False)
         print(f"{'fault':>5} {'detect':>7} {'PCA T2':>7} {'PCA Q':>7} {'>=PCA':>6} "
               f"{'delay':>6} {'min':>6} {'FAR<161':>8} {'alerts':>6} {'open':>4} "
-              f"{'pub T2':>7} {'pub Q':>7}")  # fmt: skip
+              f"{'pub T2':>7} {'pub Q':>7} {'strict':>7}")  # fmt: skip
         for fault in args.faults:
             path = Path(tmp) / f"d{fault:02d}_te.csv"
             test = read_dat(args.data / f"d{fault:02d}_te.dat")
             write_run(path, history, test)
             t2, q = pca.flags(test[ONSET:])
             row = fault_row(fault, *score_run(path, config, faulty=True), (t2.mean(), q.mean()))
+            row["pca_strict_detection_rate"] = round(float(np.logical_or(*strict.flags(test[ONSET:])).mean()), 3)
             rows.append(row)
             mark = "yes" if row["at_or_above_pca"] else "no"
             print(
@@ -161,7 +166,8 @@ def main() -> int:
                 f"{_fmt(row['delay_samples'], 'd'):>6} {_fmt(row['delay_minutes'], '.0f'):>6} "
                 f"{_fmt(row['false_alarm_rate_pre_onset'], '.3f'):>8} {row['alerts']:>6} "
                 f"{'yes' if row['alert_open_from_history'] else '':>4} "
-                f"{row['published_t2_detection_rate']:7.3f} {row['published_q_detection_rate']:7.3f}"
+                f"{row['published_t2_detection_rate']:7.3f} {row['published_q_detection_rate']:7.3f} "
+                f"{row['pca_strict_detection_rate']:7.3f}"
             )
     targets = [r for r in rows if r["target_fault"]]
     # An alert open since the history covers the onset without having detected it: no win.
@@ -190,6 +196,15 @@ def main() -> int:
           f"pre-onset mean {_fmt(summary['mean_false_alarm_rate_pre_onset'], '.4f')}")  # fmt: skip
     print(f"PCA T2/Q (this run): {pca.components} components by parallel analysis, 99 % limits; "
           f"its own false-alarm rate on d00_te: T2 {clean_t2.mean():.3f}, Q {clean_q.mean():.3f}")
+    strict_wins = sum(
+        r["detection_rate"] >= r["pca_strict_detection_rate"] and not r["alert_open_from_history"]
+        for r in targets
+    )
+    summary["pca_strict_clean_false_alarm_rate"] = float(strict_clean)
+    summary["faults_at_or_above_pca_strict"] = strict_wins
+    print(f"strict: PCA, T2 or Q, at 99.999 % limits (the threshold's nominal level; context, not "
+          f"the target): its d00_te false-alarm rate {strict_clean:.3f}; ours at or above it on "
+          f"{strict_wins} of {len(targets)} target faults")  # fmt: skip
     print(f"pub T2/Q: {PUBLISHED_SOURCE}\n{summary['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps({"faults": rows, "summary": summary}, indent=2) + "\n")

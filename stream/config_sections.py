@@ -236,7 +236,10 @@ class AlertsConfig(_Section):
     """Peak score that makes an alert critical."""
     instant_threshold: UnitInterval = AlertPolicy.instant_threshold
     """One reading this extreme fires at once (short spikes), whatever `min_run`, if the
-    machine-wide model (when it scored the reading) finds it anomalous too."""
+    machine-wide model, when it scored the reading, confirms it (`confirm_threshold`)."""
+    confirm_threshold: UnitInterval = AlertPolicy.confirm_threshold
+    """The machine-wide model's score that confirms a single reading at `instant_threshold`
+    (0.99: a 1-in-100 reading to that model)."""
     min_run: PositiveInt = AlertPolicy.min_run
     """Consecutive anomalous readings before an alert fires."""
     clear_threshold: UnitInterval = AlertPolicy.clear_threshold

@@ -135,10 +135,11 @@ INSTANT = AlertPolicy(threshold=0.99, instant_threshold=0.99999, min_run=2, clea
         (None, True),  # no machine model
         ((0.0, {}), True),  # it did not score the reading (warm-up, one sensor): abstains
         ((0.995, {"temp": 0.9, "vib": 0.1}), True),  # it confirms
-        ((0.8, {"temp": 0.5, "vib": 0.5}), False),  # it finds the reading unremarkable
+        ((0.99, {"temp": 0.9, "vib": 0.1}), True),  # unusual to it, if not anomalous: enough
+        ((0.96, {"temp": 0.5, "vib": 0.5}), False),  # not unusual enough to it
     ],
 )
-def test_a_lone_extreme_reading_fires_at_once_only_if_the_machine_model_agrees(joint, fires) -> None:
+def test_a_lone_extreme_reading_fires_at_once_only_if_the_machine_model_confirms_it(joint, fires) -> None:
     state = PolicyState()
     first = INSTANT.step(state, 0.999999, 0.0, {"temp": 0.999999, "vib": 0.1}, joint)
     assert (first is not None and first.status == "firing") is fires
