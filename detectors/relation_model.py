@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from river.base import AnomalyDetector
 
+from anomstream.detectors.relation_persistence import Persistence
 from anomstream.detectors.relation_stats import RelationStats, Selection
 from anomstream.detectors.surprisal_tail import SurprisalTail, chi2_log_sf, max_residual_log_sf
 
@@ -39,6 +40,9 @@ __all__ = ["RelationModel"]
 # Scores stop short of 1.0 by this much, so a float threshold below 1 is always comparable and
 # "more anomalous" stays distinguishable from "exactly certain" (which no online model is).
 _MIN_TAIL = 1e-15
+_LOG_2 = math.log(2.0)
+# The persistence averages a reading leads to: sensor indices, values, and their surprisal.
+_Averaged = tuple[np.ndarray, np.ndarray, float | None]
 # Share of recent readings scoring high that marks a run (a fault) rather than chance: 10 %,
 # ten times the clean rate at protect_score = 0.99.
 _RUN_SHARE = 0.1
@@ -86,6 +90,13 @@ class RelationModel(AnomalyDetector):
         Learning weight of such readings; > 0 so a change for good is learned eventually (its
         spread widens the winsorised variances within ~`memory / (8 * protect_weight)`
         readings, 12,500 by default, after which it scores low and is learned at full weight).
+    persistence
+        λ of the persistence part (`relation_persistence.Persistence`, the residual form of a
+        multivariate EWMA, with its own calibrated tail; the reading's tail is then twice the
+        smaller of the two); 0 leaves it out. Off by default: measured at λ = 0.1 it caught
+        more simulated relation faults (decouple 5 -> 8 of 10, relation_drift 6 -> 8) but
+        brought 12 false alerts in 135,530 clean simulated readings (0 without), 3.72 % of
+        clean time inside an alert (2.27 %), and no TEP target fault (13 of 18 either way).
 
     Examples
     --------
@@ -113,6 +124,7 @@ class RelationModel(AnomalyDetector):
         calibration: int = 100,
         protect_score: float = 0.99,
         protect_weight: float = 0.02,
+        persistence: float = 0.0,
     ) -> None:
         self.memory = memory
         self.grace = grace
@@ -121,13 +133,22 @@ class RelationModel(AnomalyDetector):
         self.calibration = calibration
         self.protect_score = protect_score
         self.protect_weight = protect_weight
+        self.persistence = persistence
         self._names: list[str] = []
         self._index: dict[str, int] = {}
         self._stats = RelationStats(memory, grace)
-        self._tail = SurprisalTail(tail_share, memory, calibration, trusted=1.0 - protect_score)
+        self._persistence = (
+            Persistence(persistence, memory, grace, self._tail_params(), protect_weight)
+            if persistence
+            else None
+        )
+        self._tail = SurprisalTail(*self._tail_params())
         self._since_refresh = 0
         self._recent = 0.0  # EW share of recent readings at or above protect_score
         self._reset_caches()
+
+    def _tail_params(self) -> tuple[float, int, int, float]:
+        return self.tail_share, self.memory, self.calibration, 1.0 - self.protect_score
 
     @classmethod
     def _unit_test_params(cls) -> Any:
@@ -168,6 +189,9 @@ class RelationModel(AnomalyDetector):
         return dict(sorted(state.items()))  # one byte string per state, however it was built
 
     def __setstate__(self, state: dict) -> None:
+        # A checkpoint written before the persistence part existed restores without it.
+        state.setdefault("persistence", 0.0)
+        state.setdefault("_persistence", None)
         self.__dict__.update(state)
         self._reset_caches()
 
@@ -203,6 +227,8 @@ class RelationModel(AnomalyDetector):
                         self._names.append(name)
                 if len(self._names) > self._stats.size:
                     self._stats.grow(len(self._names))
+                    if self._persistence is not None:
+                        self._persistence.grow(len(self._names))
                     self._derive()
             idx = np.fromiter((index.get(k, -1) for k in keys), dtype=np.intp, count=len(keys))
             values = np.fromiter((_as_float(v) for v in x.values()), dtype=float, count=len(keys))
@@ -223,7 +249,7 @@ class RelationModel(AnomalyDetector):
         stats = self._stats
         sel, values = self._parse(x, add=learn)
         z, warm = stats.z(sel, values)
-        score, surprisal, contributions = self._score(sel, z, warm)
+        score, surprisal, contributions, averaged = self._score(sel, z, warm)
         if learn:
             # Faults are runs, and a run's quieter readings are still the fault: protection stays
             # on while a share of the last ~`grace` readings scored high (one clean reading in
@@ -234,6 +260,9 @@ class RelationModel(AnomalyDetector):
             if surprisal is not None:
                 self._tail.update(surprisal, weight)
             stats.learn(sel, values, z, warm, weight)
+            if averaged is not None:
+                assert self._persistence is not None
+                self._persistence.learn(*averaged)
             self._since_refresh += 1
             if self._since_refresh >= self.refresh or (
                 len(stats.scored) < stats.size and stats.ready_sensors().size != stats.scored.size
@@ -245,11 +274,13 @@ class RelationModel(AnomalyDetector):
 
     def _score(
         self, sel: Selection, z: np.ndarray, warm: np.ndarray
-    ) -> tuple[float, float | None, dict[str, float]]:
-        """Score, surprisal (None: not scored) and attribution of one standardised reading."""
+    ) -> tuple[float, float | None, dict[str, float], _Averaged | None]:
+        """Score, nominal surprisal (None: not scored) and attribution of one standardised
+        reading, and the persistence averages it leads to (for `Persistence.learn`; None:
+        unchanged)."""
         stats = self._stats
         if not self._settled:
-            return 0.0, None, {}
+            return 0.0, None, {}, None
         k = len(self._inv_sqrt_diag)
         if isinstance(sel, slice) and k == stats.size and warm.all():
             # Every sensor present and scored, in index order: the hot path, no reindexing.
@@ -261,7 +292,7 @@ class RelationModel(AnomalyDetector):
             use = warm & (slot >= 0)
             k = int(use.sum())
             if k < 2:
-                return 0.0, None, {}
+                return 0.0, None, {}, None
             slots = slot[use]
             order = np.argsort(slots)
             slots, zs, names_idx = slots[order], z[use][order], idx[use][order]
@@ -269,29 +300,35 @@ class RelationModel(AnomalyDetector):
                 precision, inv_sqrt_diag = stats.precision, self._inv_sqrt_diag
             else:
                 precision, inv_sqrt_diag = self._observed(slots)
-        y = precision @ zs
-        d2 = float(zs @ y)
-        r = y * inv_sqrt_diag
-        r2 = r * r
-        r_max = math.sqrt(float(r2.max()))
-        surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
-        if surprisal != surprisal:  # NaN from inf - inf in an absurd reading: maximally surprising
-            surprisal = math.inf
+        single, r = _surprisal(precision, inv_sqrt_diag, zs, k)
+        persistence, persistent, averaged = self._persistence, None, None
+        if persistence is not None:
+            e, persistent, r_m = persistence.step(names_idx, r)
+            averaged = names_idx, e, persistent
         if not self._tail.ready:
-            return 0.0, surprisal, {}
-        score = 1.0 - max(math.exp(self._tail.log_tail(surprisal)), _MIN_TAIL)
+            return 0.0, single, {}, averaged
+        log_tail = self._tail.log_tail(single)
+        if persistent is not None and persistence is not None and persistence.tail.ready:
+            # Two calibrated statistics, either of which may call the reading rare: its tail is
+            # twice the smaller one (Bonferroni), and the one that drives it attributes it.
+            log_persistent = persistence.tail.log_tail(persistent)
+            if log_persistent < log_tail:
+                r = r_m
+            log_tail = _LOG_2 + min(log_tail, log_persistent)
+        score = 1.0 - max(math.exp(min(log_tail, 0.0)), _MIN_TAIL)
+        r2 = r * r
         total = float(r2.sum())
         if not math.isfinite(total):  # squares overflowed: shares from residuals scaled to <= 1
             r = r / float(np.abs(r).max())
             r2 = np.nan_to_num(r * r)
             total = float(r2.sum())
         if score <= 0.0 or not total > 0.0:
-            return 0.0, surprisal, {}
+            return 0.0, single, {}, averaged
         if names_idx is stats.scored:
             names = self._scored_names
         else:
             names = [self._names[i] for i in names_idx.tolist()]
-        return score, surprisal, dict(zip(names, (r2 / total).tolist()))
+        return score, single, dict(zip(names, (r2 / total).tolist())), averaged
 
     def _observed(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Precision of the observed sensors' marginal (conditioning on what is there), cached per
@@ -307,6 +344,21 @@ class RelationModel(AnomalyDetector):
                 self._sub.clear()
             self._sub[key] = hit
         return hit
+
+
+def _surprisal(
+    precision: np.ndarray, inv_sqrt_diag: np.ndarray, z: np.ndarray, k: int
+) -> tuple[float, np.ndarray]:
+    """Nominal surprisal of a standardised reading `z` (the larger of D²'s and the largest
+    conditional residual's) and its conditional residuals."""
+    y = precision @ z
+    d2 = float(z @ y)
+    r = y * inv_sqrt_diag
+    r_max = math.sqrt(float((r * r).max()))
+    surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
+    if surprisal != surprisal:  # NaN from inf - inf in an absurd reading: maximally surprising
+        surprisal = math.inf
+    return surprisal, r
 
 
 def _as_float(value: Any) -> float:

@@ -274,3 +274,68 @@ def test_an_indefinite_moment_matrix_still_gives_a_bounded_precision() -> None:
     eigenvalues = np.linalg.eigvalsh(stats.precision)
     assert np.isfinite(eigenvalues).all() and eigenvalues.min() > 0
     assert eigenvalues.max() <= 2 / 1e-3 + 1e-6  # 1 / (lam / 2), lam >= 1e-3
+
+
+# The persistence part (off by default; see RelationModel's `persistence`).
+PERSISTENT = {"persistence": 0.1}
+
+
+def test_persistence_catches_a_small_sustained_relation_shift_the_single_reading_misses() -> None:
+    shifted = machine(400, seed=14)
+    current = SENSORS.index("current")
+    shifted[:, current] += 1.5 * RESIDUAL_SD[current]  # 1.5 residual sd: no reading stands out
+    shares, tops = {}, []
+    for params in ({}, PERSISTENT):
+        model = warm_model(**params)
+        scores = []
+        for x in rows(shifted):
+            scores.append(model.score_learn_one(x))
+            if params and scores[-1] >= 0.9999:
+                assert math.isclose(sum(model.last_contributions.values()), 1.0, abs_tol=1e-9)
+                tops.append(top(model.last_contributions))
+        shares[bool(params)] = float(np.mean(np.array(scores) >= 0.9999))
+    print(f"share >= 0.9999 over a 1.5 residual-sd shift: {shares}")
+    assert shares[False] < 0.05 and shares[True] > 0.5, shares
+    assert tops.count("current") >= 0.9 * len(tops)  # attributed to the shifted sensor
+
+
+@pytest.mark.parametrize("ar", [0.0, 0.9], ids=["independent", "ar1"])
+def test_persistence_keeps_clean_streams_calibrated(ar: float) -> None:
+    model = RelationModel(**PERSISTENT)
+    scores = np.array([model.score_learn_one(x) for x in rows(machine(40_000, seed=5, ar=ar))])
+    share = float((scores[2000:] >= 0.9999).mean())
+    print(f"clean, persistence, ar={ar}: {100 * share:.4f} % of readings score >= 0.9999")
+    assert share < 0.005
+    assert float((scores[2000:] >= 0.99).mean()) < 0.04  # two tails at 1 % each, and noise
+
+
+def test_persistence_scores_on_the_sensors_there_and_pickles_exactly() -> None:
+    model = RelationModel(**PERSISTENT)
+    data = machine(2500, seed=4)
+    data[2200:, SENSORS.index("current")] += 1.5 * RESIDUAL_SD[SENSORS.index("current")]
+    for i, x in enumerate(rows(data)):
+        if i < 800:
+            del x["vibration"]  # appears later
+        if i % 7 == 0:
+            del x["temp"]  # intermittent
+        if i == 2300:
+            copy = pickle.loads(pickle.dumps(model))
+        if i >= 2300:
+            assert copy.score_learn_one(dict(x)) == model.score_learn_one(x)
+            assert copy.last_contributions == model.last_contributions
+            continue
+        score = model.score_learn_one(x)
+        assert 0.0 <= score < 1.0
+        assert set(model.last_contributions) <= set(x)
+    assert model._persistence is not None and model._persistence.n.min() > 0  # every sensor
+    assert model._persistence.e.tolist() == copy._persistence.e.tolist()
+
+
+def test_a_checkpoint_from_before_the_persistence_part_restores_without_it() -> None:
+    model = warm_model(600)
+    state = pickle.loads(pickle.dumps(model.__getstate__()))  # a copy, not shared arrays
+    del state["persistence"], state["_persistence"]
+    old = RelationModel.__new__(RelationModel)
+    old.__setstate__(state)
+    x = dict(zip(SENSORS, machine(1, seed=15)[0].tolist()))
+    assert old.score_learn_one(dict(x)) == model.score_learn_one(x)
