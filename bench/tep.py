@@ -26,7 +26,6 @@ and 15, and false alarms on at most 1 % of clean samples.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import tempfile
@@ -37,14 +36,10 @@ from typing import Any
 import numpy as np
 from anomstream.evaluation.alert_metrics import AlertMetrics, alert_intervals, evaluate_alerts
 from anomstream.evaluation.replay import replay_file
-from anomstream.stream.alerts import iso_time
+from anomstream.evaluation.tep_corpus import HISTORY, ONSET, TEST, read_dat, write_run
 from anomstream.stream.config import Config, load_config
 from tep_pca import PcaMonitor
 
-HISTORY, TEST, ONSET = 500, 960, 160  # samples; the fault starts after test sample 160
-STEP_SECONDS = 180.0  # TEP's sampling interval, 3 minutes
-START = 1_767_225_600.0  # 2026-01-01T00:00:00Z: any fixed start; only the steps matter
-COLUMNS = [f"xmeas_{i:02d}" for i in range(1, 42)] + [f"xmv_{i:02d}" for i in range(1, 12)]
 UNDETECTABLE = (3, 9, 15)  # no published method detects these from the 52 variables
 
 # PCA missed detection rates (T², Q) per fault, 99 % control limits, fitted on d00.dat and
@@ -64,26 +59,6 @@ PUBLISHED_MISSED: dict[int, tuple[float, float]] = {
     17: (0.259, 0.108), 18: (0.113, 0.101), 19: (0.996, 0.873), 20: (0.701, 0.550),
     21: (0.736, 0.570),
 }  # fmt: skip
-
-
-def read_dat(path: Path) -> np.ndarray:
-    """A TEP file as (samples, 52); `d00.dat` is stored transposed (52 x 500)."""
-    data = np.loadtxt(path)
-    if data.shape[0] == len(COLUMNS) and data.shape[1] != len(COLUMNS):
-        data = data.T
-    if data.shape[1] != len(COLUMNS):
-        raise ValueError(f"{path}: {data.shape} is not samples x {len(COLUMNS)}")
-    return data
-
-
-def write_run(target: Path, history: np.ndarray, test: np.ndarray) -> None:
-    """History then test samples as one CSV: `timestamp` (ISO, 180 s apart) and 52 columns."""
-    rows = np.vstack([history, test])
-    with open(target, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["timestamp", *COLUMNS])
-        for i, row in enumerate(rows.tolist()):
-            writer.writerow([iso_time(START + i * STEP_SECONDS), *map(repr, row)])
 
 
 def score_run(path: Path, config: Config, faulty: bool) -> tuple[AlertMetrics, bool]:
