@@ -240,7 +240,7 @@ class AlertPolicy:
                 holding.append(sensor)
             if s > best and sensor in holding:
                 best = s
-        if joint is not None:
+        if joint is not None and (joint[0] >= self.threshold or joint[0] > best):
             s, contributions = joint
             implicated = [n for n, share in contributions.items() if share >= MIN_SHARE]
             if s >= self.threshold:

@@ -300,7 +300,7 @@ class RelationModel(AnomalyDetector):
                 precision, inv_sqrt_diag = stats.precision, self._inv_sqrt_diag
             else:
                 precision, inv_sqrt_diag = self._observed(slots)
-        single, r = _surprisal(precision, inv_sqrt_diag, zs, k)
+        single, r, r2 = _surprisal(precision, inv_sqrt_diag, zs, k)
         persistence, persistent, averaged = self._persistence, None, None
         if persistence is not None:
             e, persistent, r_m = persistence.step(names_idx, r)
@@ -314,9 +314,9 @@ class RelationModel(AnomalyDetector):
             log_persistent = persistence.tail.log_tail(persistent)
             if log_persistent < log_tail:
                 r = r_m
+                r2 = r * r
             log_tail = _LOG_2 + min(log_tail, log_persistent)
         score = 1.0 - max(math.exp(min(log_tail, 0.0)), _MIN_TAIL)
-        r2 = r * r
         total = float(r2.sum())
         if not math.isfinite(total):  # squares overflowed: shares from residuals scaled to <= 1
             r = r / float(np.abs(r).max())
@@ -348,17 +348,18 @@ class RelationModel(AnomalyDetector):
 
 def _surprisal(
     precision: np.ndarray, inv_sqrt_diag: np.ndarray, z: np.ndarray, k: int
-) -> tuple[float, np.ndarray]:
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Nominal surprisal of a standardised reading `z` (the larger of D²'s and the largest
-    conditional residual's) and its conditional residuals."""
+    conditional residual's), its conditional residuals and their squares."""
     y = precision @ z
     d2 = float(z @ y)
     r = y * inv_sqrt_diag
-    r_max = math.sqrt(float((r * r).max()))
+    r2 = r * r
+    r_max = math.sqrt(float(r2.max()))
     surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
     if surprisal != surprisal:  # NaN from inf - inf in an absurd reading: maximally surprising
         surprisal = math.inf
-    return surprisal, r
+    return surprisal, r, r2
 
 
 def _as_float(value: Any) -> float:
