@@ -100,12 +100,29 @@ def test_a_sensor_reaching_the_threshold_while_firing_holds_the_alert() -> None:
 
 def test_the_machine_model_holds_an_alert_it_implicates() -> None:
     state = _fire_on_temp()
-    holds = (0.95, {"temp": 0.7, "vib": 0.3})
-    elsewhere = (0.95, {"vib": 0.995, "temp": 0.005})  # temp below MIN_SHARE
+    holds = (0.96, {"temp": 0.7, "vib": 0.3})  # 0.92 as one of two tails: above 0.9
+    elsewhere = (0.96, {"vib": 0.995, "temp": 0.005})  # temp below MIN_SHARE
     for t in range(5):
-        assert HOLD.step(state, 0.95, 2.0 + t, {"temp": 0.1, "vib": 0.1}, holds) is None
-    events = [HOLD.step(state, 0.95, 7.0 + t, {"temp": 0.1, "vib": 0.1}, elsewhere) for t in range(3)]
+        assert HOLD.step(state, 0.96, 2.0 + t, {"temp": 0.1, "vib": 0.1}, holds) is None
+    events = [HOLD.step(state, 0.96, 7.0 + t, {"temp": 0.1, "vib": 0.1}, elsewhere) for t in range(3)]
     assert events[-1] is not None and events[-1].status == "resolved"
+
+
+def test_two_kinds_of_model_holding_count_as_two_chances() -> None:
+    # Per-sensor models and the machine model each reach `clear_threshold` by chance on their
+    # own share of clean readings; together they hold at the level of one tail (Bonferroni):
+    # a score exactly at the clear threshold no longer holds when both could.
+    both = _fire_on_temp()
+    at_clear = (0.9, {"temp": 0.7, "vib": 0.3})
+    events = [HOLD.step(both, 0.9, 2.0 + t, {"temp": 0.9, "vib": 0.1}, at_clear) for t in range(3)]
+    assert events[-1] is not None and events[-1].status == "resolved"
+    # with one kind of model only (no machine model), the same score holds, as before
+    alone = _fire_on_temp()
+    assert [HOLD.step(alone, 0.9, 2.0 + t, {"temp": 0.9, "vib": 0.1}) for t in range(5)] == [None] * 5
+    # and twice as far into the tail holds with both
+    held = _fire_on_temp()
+    strong = (0.95, {"temp": 0.7, "vib": 0.3})
+    assert [HOLD.step(held, 0.95, 2.0 + t, {"temp": 0.95, "vib": 0.1}, strong) for t in range(5)] == [None] * 5
 
 
 def test_an_alert_with_no_sensors_is_held_by_the_machine_score() -> None:
