@@ -96,9 +96,11 @@ class SurprisalTail:
     thousands of readings in, anchors at 12-42 where a calibrated one sits near 3, and missed
     relation faults there. A calibrated anchor is crossed by `tail_share` of the readings; going
     `DROUGHT` readings without one crossing has a chance below 10⁻⁶ (270 readings at 5 %), so
-    the anchor is too high: the tail calibrates again from the next `warmup` surprisals, as at
-    the start, and scores with the old estimate meanwhile. Only a drought restarts it: a fault
-    crosses the anchor more often, not less, and must never recalibrate the tail away.
+    the anchor is too high: the tail calibrates again, as at the start, from the next as many
+    readings as the drought (a drought says the surprisals move slowly: 100 readings of a
+    240-reading duty cycle, its idle part, calibrated an anchor too low for the loaded part),
+    and scores with the old estimate meanwhile. Only a drought restarts it: a fault crosses
+    the anchor more often, not less, and must never recalibrate the tail away.
     """
 
     __slots__ = (
@@ -157,7 +159,7 @@ class SurprisalTail:
         buffer = self._buffer
         if buffer is not None:
             buffer.append(e)
-            if len(buffer) >= self.warmup:
+            if len(buffer) >= (self.drought if self.ready else self.warmup):
                 self._start(buffer)
                 return
             if not self.ready:

@@ -23,7 +23,7 @@ def test_a_tail_calibrated_on_inflated_surprisals_calibrates_again() -> None:
     rng = random.Random(1)
     tail = _calibrated(rng, offset=40.0)  # a young model: every surprisal ~40 units too high
     assert tail.log_tail(15.0) == 0.0  # deaf: a 1-in-3-million reading scores 0
-    for _ in range(tail.drought + tail.warmup):
+    for _ in range(2 * tail.drought):
         tail.update(rng.expovariate(1.0))  # the settled model's surprisals
     assert tail.log_tail(15.0) < ALERT
     assert tail.log_tail(4.0) > math.log(1e-3)  # and an ordinary reading is ordinary
