@@ -81,3 +81,16 @@ def test_a_machine_that_starts_idle_stops_alerting_once_its_model_learned_the_cy
     alerts = _alerts(idle=200, count=4000)
     assert [a["source"]["offset"] for a in alerts if a["source"]["offset"] >= 2000] == []
     assert [a["status"] for a in alerts] == ["firing", "resolved"] * (len(alerts) // 2)
+
+
+def test_a_checkpoint_from_before_bounded_protection_restores_as_a_settled_model() -> None:
+    model = RelationModel()
+    for x in _stream(idle=0, count=600):
+        model.learn_one(x)
+    state = model.__getstate__()
+    del state["_learned"], state["_protected"]  # as pickled before they existed
+    restored = RelationModel.__new__(RelationModel)
+    restored.__setstate__(state)
+    assert restored._learned == restored.memory and restored._protected == 0.0
+    x = _stream(idle=0, count=601)[-1]
+    assert restored.score_one(x) == model.score_one(x)
