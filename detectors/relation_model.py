@@ -276,10 +276,12 @@ class RelationModel(AnomalyDetector):
                 assert self._persistence is not None
                 self._persistence.learn(*averaged)
             self._since_refresh += 1
+            established = self._tail.ready
             if self._since_refresh >= self.refresh or (
-                len(stats.scored) < stats.size and stats.ready_sensors().size != stats.scored.size
+                len(stats.scored) < stats.size
+                and stats.ready_sensors(established).size != stats.scored.size
             ):
-                stats.refresh()
+                stats.refresh(established)
                 self._since_refresh = 0
                 self._derive()
         return score, contributions

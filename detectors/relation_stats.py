@@ -35,6 +35,13 @@ _MIN_SHRINK = 1e-3
 # clean reading does, instead of without bound (a 7-sd fault would move it 49x as far, and a
 # model that learns its fault's spread stops seeing the fault).
 CLIP = 3.0
+# A sensor's baseline is protected (anomalous readings learned at the model's small weight) only
+# once it has learned this share of `memory` readings. Before, it has not seen enough of its
+# machine to know its range: a duty cycle lasts hundreds of readings, and a sensor added to a
+# running machine formed its variance from 30 readings of one, saw the rest of the cycle as a
+# fault, protected it, and held one false alert open for 1,670 readings (measured). The
+# per-sensor models watch a young sensor meanwhile.
+_FORMING = 0.25
 
 
 class RelationStats:
@@ -52,6 +59,11 @@ class RelationStats:
         self.scored = np.zeros(0, dtype=np.intp)
         self.precision = np.zeros((0, 0))
         self.steady = False  # every sensor's counts past `memory` (see `learn`)
+
+    @property
+    def forming(self) -> int:
+        """Readings a sensor's baseline learns at full weight, anomalous or not."""
+        return max(self.grace, int(_FORMING * self.memory))
 
     @property
     def size(self) -> int:
@@ -98,10 +110,12 @@ class RelationStats:
                 # Weight 1/c while a sensor's moments form (an exact average of its first
                 # readings), then 1/memory; a pair learns at the faster of its sensors' rates.
                 c_min = int(c.min())
-                if c_min >= memory or c_min == int(c.max()):
+                young = weight < 1.0 and c_min <= self.forming
+                if not young and (c_min >= memory or c_min == int(c.max())):
                     a_pair = weight / min(c_min, memory)
                 else:
-                    a = np.maximum(1.0 / c, 1.0 / memory) * weight
+                    w = np.where(c > self.forming, weight, 1.0) if young else weight
+                    a = np.maximum(1.0 / c, 1.0 / memory) * w
                     a_pair = np.maximum.outer(a, a)
             step = np.multiply.outer(zw, zw)
             if everyone:
@@ -124,7 +138,7 @@ class RelationStats:
         else:
             n = self.n[sel] + 1
             self.n[sel] = n
-            formed = n > self.grace
+            formed = n > self.forming
             # A reading scored as anomalous moves the baseline only at `weight`, once the
             # baseline has formed (before that it has nothing to protect).
             a_n = np.maximum(1.0 / n, 1.0 / memory) * np.where(formed, weight, 1.0)
@@ -135,13 +149,21 @@ class RelationStats:
         self.mean[sel] = mean + a_n * delta
         self.var[sel] = (1.0 - a_n) * (var + a_n * delta * delta)
 
-    def ready_sensors(self) -> np.ndarray:
-        """Sensors whose moments have formed: they take part in the precision."""
-        return np.flatnonzero(self.c >= self.grace)
+    def ready_sensors(self, established: bool = False) -> np.ndarray:
+        """Sensors whose moments have formed: they take part in the precision. In an
+        `established` model (one whose scores are calibrated already) a sensor not yet taking
+        part waits until its baseline has formed (`forming`): the calibration has nothing of
+        its youth in it (at the start, the tail calibrates on the young model as a whole)."""
+        ready = self.c >= self.grace
+        if established:
+            joining = self.c < self.forming
+            joining[self.scored] = False  # those taking part stay
+            ready &= ~joining
+        return np.flatnonzero(ready)
 
-    def refresh(self) -> None:
+    def refresh(self, established: bool = False) -> None:
         """Recompute the precision of the shrunk correlation of the ready sensors."""
-        s = self.ready_sensors()
+        s = self.ready_sensors(established)
         self.scored = s
         if len(s) < 2:
             self.precision = np.zeros((0, 0))
