@@ -26,6 +26,7 @@ statistic would.
 
 from __future__ import annotations
 
+import functools
 import math
 
 __all__ = ["SurprisalTail", "chi2_log_sf", "log_normal_sf", "max_residual_log_sf"]
@@ -62,6 +63,13 @@ def max_residual_log_sf(r_max: float, k: int) -> float:
     if log_p1 < -18.0:  # Bonferroni's k * p1 is within 1e-6 relative here; exp() may underflow
         return math.log(k) + log_p1
     return math.log(-math.expm1(k * math.log1p(-math.exp(log_p1))))
+
+
+@functools.cache
+def _drought(tail_share: float, chance: float) -> int:
+    """Readings a calibrated anchor at `tail_share` goes uncrossed with probability `chance`
+    (asked on every reading: computed once per share)."""
+    return math.ceil(math.log(chance) / math.log1p(-tail_share))
 
 
 class SurprisalTail:
@@ -148,7 +156,7 @@ class SurprisalTail:
     @property
     def drought(self) -> int:
         """Readings without an anchor crossing that restart the calibration."""
-        return math.ceil(math.log(self.DROUGHT) / math.log1p(-self.tail_share))
+        return _drought(self.tail_share, self.DROUGHT)
 
     def log_tail(self, e: float) -> float:
         """ln P(E > e) under the current model (<= 0); meaningful once `ready`."""
