@@ -38,9 +38,14 @@ def _reading(rng: random.Random, load: float, current_load: float | None = None)
     }
 
 
+def _load(i: int, idle: int) -> float:
+    """Reading i's load on a machine idle for its first `idle` readings."""
+    return 0.0 if i < idle else _duty_cycle(i)
+
+
 def _stream(idle: int, count: int, seed: int = 6) -> list[dict]:
     rng = random.Random(seed)
-    return [_reading(rng, 0.0 if i < idle else _duty_cycle(i)) for i in range(count)]
+    return [_reading(rng, _load(i, idle)) for i in range(count)]
 
 
 def test_a_machine_model_that_learned_only_idle_learns_the_duty_cycle() -> None:
@@ -69,8 +74,7 @@ def _alerts(idle: int, count: int, added_at: int | None = None) -> list[dict]:
     readings = _stream(idle, count)
     if added_at is not None:
         for i in range(added_at, count):
-            load = 0.0 if i < idle else _duty_cycle(i)
-            readings[i]["pressure_bar"] = 4.0 + 2.5 * load + rng.gauss(0.0, 0.06)
+            readings[i]["pressure_bar"] = 4.0 + 2.5 * _load(i, idle) + rng.gauss(0.0, 0.06)
     records = [
         FakeRecord("telemetry", 0, i, int((START + i) * 1000), b"m1",
                    orjson.dumps({"machine_id": "m1", "ts": START + i, "sensors": x}))
