@@ -5,8 +5,10 @@ One sensor's state is a dict of numbers (checkpointed inside `MachineState.ops["
 - `n`: values seen; `varied`: some value ever differed from the first one;
 - `last`, `run`, `since`: the current run of identical consecutive values, its length and the
   event time of its first reading (`run` 0: no run, the next value starts one);
-- `longest`: the longest run of identical values that ended without a code: how the sensor
-  normally repeats itself (a 1-decimal speed repeats often, a 4-decimal vibration never);
+- `longest`: the longest run of identical values that ended without a code, or with one that
+  recurred at the same value (`_coded_run_ended`): how the sensor normally repeats itself (a
+  1-decimal speed repeats often, a 4-decimal vibration never);
+- `coded`: `[value, run]` of the last run that raised a repeat code (absent until one did);
 - `lo`, `hi`: the lowest and highest values seen (the learned rails);
 - `miss`, `miss_since`: consecutive machine readings without the sensor, since when;
 - `out`, `out_since`: consecutive readings outside the limits (no `out_of_range` open), or inside
@@ -120,9 +122,10 @@ def update_run(s: dict[str, Any], value: float, event_time: float) -> None:
     else:
         if s["n"] and value != s["last"]:
             s["varied"] = True
-        # Only a run that raised no code teaches how the sensor normally repeats: a stuck
-        # episode must not raise the bound of the next one.
-        if s["run"] > s["longest"] and not any(k in s["open"] for k in REPEAT_KINDS):
+        if any(k in s["open"] for k in REPEAT_KINDS):
+            _coded_run_ended(s)
+        elif s["run"] > s["longest"]:
+            # A run that raised no code teaches how the sensor normally repeats.
             s["longest"] = s["run"]
         s["last"], s["run"], s["since"] = value, 1, event_time
     s["n"] += 1
@@ -130,6 +133,25 @@ def update_run(s: dict[str, Any], value: float, event_time: float) -> None:
         s["lo"] = value
     elif value > s["hi"]:
         s["hi"] = value
+
+
+def _coded_run_ended(s: dict[str, Any]) -> None:
+    """A run that raised a repeat code ended. It teaches the sensor's habit only when it recurs.
+
+    A stuck episode must not raise the bound of the next one, so one coded run teaches nothing.
+    But a machine that idles at a floor (0 A, 0 rpm, a valve's closed position) holds the very
+    same value for a similar time every cycle. Its lowest value is a learned rail, and
+    `railed` fired on every idle period, forever: 13 warnings on NAB's noiseless daily series
+    (`art_daily_no_noise`), one a day. The second coded run at the same value is that habit:
+    the shorter of the two runs joins `longest`, and the bound grows to `stuck_factor` times
+    it. A transmitter that freezes at an arbitrary value rarely repeats it exactly. Configured
+    rails (`rail_low`/`rail_high`) ignore `longest`, so they still fire every time.
+    """
+    value, run = s["last"], s["run"]
+    last = s.get("coded")  # [value, run] of the previous coded run; absent in older state
+    if last is not None and last[0] == value:
+        s["longest"] = max(s["longest"], min(run, last[1]))
+    s["coded"] = [value, run]
 
 
 def repeat_code(s: dict[str, Any], rules: Rules, limits: Limits) -> str | None:

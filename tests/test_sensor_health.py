@@ -100,6 +100,42 @@ def test_railed_at_the_learned_maximum_wins_over_stuck() -> None:
     assert all(excluded[i] == {"p"} for i in range(329, 700))
 
 
+def idle_cycles(cycles: int, idle: float = 0.0, rest: int = 70, seed: int = 1) -> list[float]:
+    """A machine's current: loaded with noise, then resting at exactly `idle` (its floor, the
+    lowest value it reads) for `rest` readings, every cycle."""
+    return [v for c in range(cycles) for v in noisy(200, seed=seed + c) + [idle] * rest]
+
+
+def test_a_floor_the_machine_rests_at_every_cycle_is_railed_twice_then_its_habit() -> None:
+    events, excluded, state = run(SensorHealth(), ({"current": v} for v in idle_cycles(12)))
+    # The first two floors raise `railed` (no one can tell a floor from a rail yet); once the
+    # second has ended, it is the habit: none of the next ten cycles raises anything.
+    assert summary(events) == [
+        (200 + 29, "railed", "firing", "current"), (270, "railed", "resolved", "current"),
+        (270 + 200 + 29, "railed", "firing", "current"), (540, "railed", "resolved", "current"),
+    ]
+    s = state.ops["health"]["sensors"]["current"]
+    assert s["longest"] == 70 and s["coded"] == [0.0, 70]
+    assert not any(excluded[540:])  # the floor's readings teach the models again
+    # The last floor goes on for good (the machine stopped): still `railed`, once the run is
+    # 3 x its habit long (70 of the run were the last cycle's).
+    more, _, _ = run(SensorHealth(), ({"current": 0.0} for _ in range(300)), state, start=3240)
+    assert summary(more) == [(3240 + 3 * 70 - 70 - 1, "railed", "firing", "current")]
+
+
+def test_coded_runs_at_different_values_and_configured_rails_teach_nothing() -> None:
+    # A transmitter that freezes three times, each time at another value: stuck every time.
+    values = noisy(300) + [51.25] * 160 + noisy(300, seed=2) + [48.5] * 160 + noisy(300, seed=3) + [51.5] * 160
+    events, _, state = run(SensorHealth(), ({"p": v} for v in values))
+    assert [(k, st) for _, k, st, _ in summary(events)] == [("stuck", "firing"), ("stuck", "resolved")] * 2 + [
+        ("stuck", "firing")]
+    assert state.ops["health"]["sensors"]["p"]["longest"] < 10
+    # A configured rail fires every time the sensor is pinned there, habit or not.
+    health = SensorHealth(limits=[LimitRule("*", "current", Limits(rail_low=0.0))])
+    events, _, _ = run(health, ({"current": v} for v in idle_cycles(6)))
+    assert [k for _, k, st, _ in summary(events) if st == "firing"] == ["railed"] * 6
+
+
 def test_railed_at_a_configured_rail_needs_no_history() -> None:
     health = SensorHealth(limits=[LimitRule("*", "p*", Limits(rail_low=4.0))])
     events, _, _ = run(health, ({"p": v} for v in [10.0, 11.0] + [3.5] * 40 + [12.0]))
@@ -169,6 +205,12 @@ def test_state_survives_a_checkpoint_and_old_state_has_none() -> None:
     old.__setstate__(({}, old.policy, 10, "telemetry", 9, 0, None))
     assert old.ops == {}
     assert run(health, [{"p": 1.0}], old)[0] == [] and old.ops["health"]["v"] == 1
+    # Sensor state from before `coded` existed: a coded run ending there starts the record.
+    del_coded = pickle.loads(pickle.dumps(state))
+    s = del_coded.ops["health"]["sensors"]["p"]
+    assert "coded" not in s  # the stuck run above is still open
+    run(health, [{"p": 50.0}], del_coded, start=470)
+    assert s["coded"] == [51.25, 160] and s["longest"] < 10
 
 
 def test_resolve_all_ends_every_code_and_a_broken_sensor_fires_anew_later() -> None:
