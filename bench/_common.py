@@ -14,7 +14,7 @@ import orjson
 from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-__all__ = ["create_topics", "produce", "records", "sim_record"]
+__all__ = ["consumed", "create_topics", "produce", "records", "sim_record"]
 
 
 def records(count: int, machines: int, seed: int) -> list[tuple[bytes, bytes]]:
@@ -53,8 +53,18 @@ def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
 
 def sim_record(reading: Any, *, topic: str = "bench", partition: int = 0, offset: int = 0) -> ConsumerRecord:
     """A simulator reading as the record a consumer hands the pipeline (timestamp: event time)."""
-    key, value = reading.machine_id.encode(), orjson.dumps(reading.record)
+    return consumed(reading.machine_id, reading.record, reading.ts, topic=topic, partition=partition,
+                    offset=offset)
+
+
+def consumed(
+    machine: str, record: dict[str, Any], ts: float, *, topic: str = "bench", partition: int = 0,
+    offset: int = 0,
+) -> ConsumerRecord:
+    """A telemetry record as a consumer hands it to the pipeline: keyed by machine, timestamped
+    with its event time `ts` (epoch seconds)."""
+    key, value = machine.encode(), orjson.dumps(record)
     return ConsumerRecord(
-        topic, partition, -1, offset, round(reading.ts * 1000), 0, key, value, None, None,
+        topic, partition, -1, offset, round(ts * 1000), 0, key, value, None, None,
         len(key), len(value), -1,
     )
