@@ -13,7 +13,8 @@ service's own `Pipeline`:
 
 Printed per variant and day: the alerts that fired (reading of the day, kind, the first
 sensors named), for the same machine never stopped (the baseline, same run), and for the noisy
-stops declared as the shipped `idle` mode (learning paused), the remedy a user has today. A stop seen many
+stops declared as the shipped `idle` mode (learning paused), without and with `modes.settle`
+(three time constants of the temperature, which lags the load). A stop seen many
 times before is the machine's routine; an alert on it every day is a false alert.
 
     .venv/bin/python bench/daily_stops.py [--on 1200] [--off 400] [--days 12]
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -37,6 +39,7 @@ from _common import consumed
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 AMBIENT = 22.0
+TAU = 20  # the running temperature's time constant, in readings
 
 
 def _duty(i: int, period: int = 240) -> float:
@@ -54,7 +57,7 @@ def readings(on: int, off: int, days: int, stopped: str, seed: int = 3) -> list[
         position = i % (on + off)
         if stopped == "never" or position < on:
             load, jitter = _duty(position), rng.gauss(0.0, 0.03)
-            temp += 0.05 * (40.0 + 20.0 * load - temp)  # thermal lag
+            temp += (40.0 + 20.0 * load - temp) / TAU  # thermal lag
             out.append({
                 "current_a": round(10.0 + 20.0 * (load + jitter) + rng.gauss(0.0, 0.3), 3),
                 "vib_rms": round(0.2 + 0.5 * (load + jitter) + rng.gauss(0.0, 0.02), 4),
@@ -73,10 +76,10 @@ def readings(on: int, off: int, days: int, stopped: str, seed: int = 3) -> list[
     return out
 
 
-def alerts(values: list[dict[str, float]], windows: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def alerts(values: list[dict[str, float]], windows: Sequence[dict[str, Any]] = (), settle: int = 0) -> list[dict[str, Any]]:
     """The firing and resolved alert documents of the shipped config on `values`, with the
-    operating-mode `windows` declared in config (`[[modes.windows]]`)."""
-    overrides: dict[str, Any] = {"state.enabled": False}
+    operating-mode `windows` declared in config (`[[modes.windows]]`) and `modes.settle`."""
+    overrides: dict[str, Any] = {"state.enabled": False, "modes.settle": settle}
     if windows:
         overrides["modes.windows"] = list(windows)
     config = load_config(environ={}, overrides=overrides)
@@ -102,10 +105,12 @@ def main() -> int:
     # The remedy today: each stop declared as the shipped `idle` mode (learning paused).
     idle = [{"machine": "m1", "mode": "idle", "start": START + d * day + args.on, "until": START + (d + 1) * day}
             for d in range(args.days)]
-    variants = [("never", ()), ("floor", ()), ("noisy", ()), ("noisy", idle)]
-    for stopped, windows in variants:
+    # ... and given time to warm up: three time constants of its temperature (TAU).
+    variants = [("never", (), 0), ("floor", (), 0), ("noisy", (), 0), ("noisy", idle, 0),
+                ("noisy", idle, 3 * TAU)]
+    for stopped, windows, settle in variants:
         fired: dict[int, list[str]] = defaultdict(list)
-        for doc in alerts(readings(args.on, args.off, args.days, stopped), windows):
+        for doc in alerts(readings(args.on, args.off, args.days, stopped), windows, settle):
             if doc["status"] == "firing":
                 i = doc["source"]["offset"]
                 names = ",".join(s["name"] for s in doc["sensors"][:3])
@@ -114,6 +119,8 @@ def main() -> int:
         label = "never stopped (baseline)" if stopped == "never" else f"stopped at reading {args.on}, {stopped}"
         if windows:
             label += ", each stop declared idle ([[modes.windows]])"
+        if settle:
+            label += f", modes.settle = {settle}"
         print(f"{label}: {sum(map(len, fired.values()))} alerts in {args.days} days, "
               f"{later} from day 3 on ({later / max(args.days - 3, 1):.2f} a day)")
         for d in range(args.days):

@@ -17,12 +17,19 @@ What a mode does (`Gate`):
 - an operating mode of `modes.learning`: `separate` learns models of its own (entity keys
   suffixed `@mode`), `shared` learns the production models, `pause` is maintenance without the
   resolve and the rebaseline (an alert open when the pause starts stays open).
+- back from a mode without learning (a `pause`, or maintenance with `after_maintenance =
+  "resume"`), the machine *settles* for `settle` readings (`Gate.settling`): its models score
+  and learn, but no anomaly alert starts. A machine restarting after a stop is not yet in its
+  operating state (temperatures still cold, pressures building), which its models, resumed
+  where they stopped, would page for; alarm-management practice calls this state-based
+  suppression (ISA-18.2). After a rebaseline the models' own warm-up covers it.
 
 A maintenance window that lies entirely between two readings of a machine (it stopped
 reporting during the work) still counts: the next reading resolves and rebaselines.
 State: `state.ops["modes"] = {"v": 1, "id", "mode", "since", "at", "windows": [[start, until,
-mode], ...]}` (plain data; `at`: the event time of its last reading), absent for a machine that
-never had a window: the hot path then costs one dict lookup.
+mode], ...], "settle"}` (plain data; `at`: the event time of its last reading; `settle`: readings
+left to settle, absent in older state), absent for a machine that never had a window: the hot
+path then costs one dict lookup.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class Gate:
     rebaseline: bool = False  # restart every model's baseline before this reading
     resolve: bool = False  # maintenance starts: the machine's open alerts end now
     ended: bool = False  # the first reading after maintenance: sensors may have changed
+    settling: bool = False  # back from a mode without learning: models learn, no alert starts
     previous: str | None = None  # the mode this reading leaves, when it changes mode
 
 
@@ -89,10 +97,14 @@ class Modes:
         learning: Mapping[str, str] | None = None,
         after_maintenance: str = "rebaseline",
         windows: Sequence[tuple[str, str, float, float | None]] = (),
+        settle: int = 0,
     ) -> None:
         self.enabled = enabled
         self.learning = dict(learning or {})
         self.after_maintenance = after_maintenance
+        if not isinstance(settle, int) or settle < 0:
+            raise ValueError(f"settle must be a number of readings >= 0, got {settle!r}")
+        self.settle = settle
         self.windows = tuple(windows)  # (machine pattern, mode, start, until) from config
         self._planned: dict[str, tuple[Window, ...]] = {}
         self._gates = {name: self._base_gate(name) for name in self.modes}
@@ -104,6 +116,7 @@ class Modes:
             learning=config.learning,
             after_maintenance=config.after_maintenance,
             windows=[(w.machine, w.mode, float(w.start), w.until) for w in config.windows],
+            settle=config.settle,
         )
 
     @property
@@ -149,18 +162,33 @@ class Modes:
         if mode == previous and not skipped:
             if windows and windows[0][1] is not None and windows[0][1] <= event_time:
                 self._tidy(book, planned, event_time)  # a window ended unnoticed
-            return gate
+            return self._settling(book, gate)
         book["mode"], book["since"] = mode, event_time
         self._tidy(book, planned, event_time)
         ended = skipped or (previous == MAINTENANCE and mode != MAINTENANCE)
+        rebaseline = ended and self.after_maintenance == "rebaseline"
+        if gate.learn and not rebaseline and (skipped or not self._gates.get(previous, OPEN).learn):
+            # Back from a stop: the models' own warm-up does not cover it (they resume), so the
+            # machine gets `settle` readings to reach its operating state.
+            book["settle"] = self.settle
         gate = dataclasses.replace(
             gate,
             resolve=skipped or (mode == MAINTENANCE and previous != MAINTENANCE),
             ended=ended,
-            rebaseline=ended and self.after_maintenance == "rebaseline",
+            rebaseline=rebaseline,
             previous=previous if mode != previous else None,
         )
-        return gate
+        return self._settling(book, gate)
+
+    @staticmethod
+    def _settling(book: dict[str, Any], gate: Gate) -> Gate:
+        """Count one reading of a settling machine (`book["settle"]` left; absent in a book from
+        before `settle` existed: none)."""
+        left = book.get("settle", 0)
+        if not left or not gate.learn:
+            return gate
+        book["settle"] = left - 1
+        return dataclasses.replace(gate, settling=True)
 
     @staticmethod
     def _tidy(book: dict[str, Any], planned: tuple[Window, ...], t: float) -> None:

@@ -231,6 +231,11 @@ class ModesConfig(_Section):
     maintenance, so a replaced part's new level does not page; `resume`: they go on as before."""
     windows: tuple[ModeWindow, ...] = ()
     """Planned windows, `[[modes.windows]]`; a control message or window starting later wins."""
+    settle: NonNegativeInt = 0
+    """Readings a machine settles for when it comes back from a mode without learning (a
+    `pause` mode, or maintenance with `resume`): its models score and learn, but no anomaly
+    alert starts. A restarted machine is not yet in its operating state (still cold, pressure
+    building); set it to the readings your machines take to get there. 0: none."""
 
     @model_validator(mode="after")
     def _known_modes(self) -> ModesConfig:

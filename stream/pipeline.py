@@ -224,9 +224,10 @@ class Pipeline:
                 )
                 transition = None
                 if warm:
-                    transition = self.policy.step(
-                        state.policy, score, reading.event_time, sensor_scores, joint
-                    )
+                    if not gate.settling:  # a machine back from a stop starts no alert yet
+                        transition = self.policy.step(
+                            state.policy, score, reading.event_time, sensor_scores, joint
+                        )
                     if transition is not None:
                         transitions.append(transition)
                     scores.append(score)

@@ -5,6 +5,7 @@ the same scenario `test_modes_broker.py` runs through Kafka."""
 from __future__ import annotations
 
 import copy
+import random
 import json
 from datetime import UTC, datetime
 from importlib import resources
@@ -509,3 +510,64 @@ def test_a_configured_window_gates_the_pipeline_like_a_message() -> None:
     assert _learned(pipeline, MACHINE) == 20 and _learned(pipeline, "lathe-02") == 50
     feed.readings(MACHINE, MAINT_END, MAINT_END + 3)
     assert _learned(pipeline, MACHINE) == 3  # rebaselined
+
+
+# ----------------------------------------------------------------------------- settling
+
+
+def test_a_machine_back_from_a_pause_settles_for_settle_readings() -> None:
+    modes = Modes(learning={"idle": "pause"}, after_maintenance="resume", settle=3)
+    state = MachineState()
+    modes.schedule(state, MACHINE, "idle", 10.0, 20.0)
+    modes.schedule(state, MACHINE, MAINTENANCE, 30.0, 40.0)
+    gates = [(t, modes.gate(MACHINE, state, float(t))) for t in range(0, 50)]
+    assert [t for t, g in gates if g.settling] == [20, 21, 22, 40, 41, 42]
+    assert all(g.learn for t, g in gates if g.settling)
+    # A maintenance that rebaselines needs none: the models' own warm-up covers the restart.
+    modes = Modes(settle=3)
+    state = MachineState()
+    modes.schedule(state, MACHINE, MAINTENANCE, 30.0, 40.0)
+    assert not any(modes.gate(MACHINE, state, float(t)).settling for t in range(0, 50))
+    # Off by default, and a book from before `settle` existed has nothing left to settle.
+    modes = Modes(learning={"idle": "pause"})
+    state = MachineState()
+    modes.schedule(state, MACHINE, "idle", 10.0, 20.0)
+    assert not any(modes.gate(MACHINE, state, float(t)).settling for t in range(0, 30))
+    with pytest.raises(ValueError, match="settle"):
+        Modes(settle=-1)
+    assert Modes.from_config(load_config(environ={}, overrides={"modes.settle": 7}).modes).settle == 7
+
+
+def _restart(*, settle: int, fault: bool = False) -> list[dict[str, Any]]:
+    """A machine whose temperature follows its load through a lag is declared idle for 300
+    readings (it cools down), then restarts cold; with `fault`, its current reads 30 A high from
+    the restart on. The anomaly alerts of the shipped config."""
+    pipeline, _ = _pipeline(**{"modes.settle": settle, "modes.windows": [
+        {"machine": MACHINE, "mode": "idle", "start": ts(1500), "until": ts(1800)}]})
+    feed = Feed(pipeline)
+    rng = random.Random(9)
+    temp, items = 40.0, []
+    for i in range(2200):
+        position = (i % 240) / 240
+        load = min(max(min(position / 0.1, (0.6 - position) / 0.1), 0.0), 1.0)
+        if 1500 <= i < 1800:
+            temp += (22.0 - temp) / 50
+            current = 0.0
+        else:
+            temp += (40.0 + 20.0 * load - temp) / 20
+            current = 10.0 + 20.0 * load + rng.gauss(0.0, 0.3) + (30.0 if fault and i >= 1800 else 0.0)
+        sensors = {"current_a": round(current, 3), "temp_c": round(temp + rng.gauss(0.0, 0.2), 2)}
+        items.append((MACHINE.encode(), orjson.dumps({"machine_id": MACHINE, "ts": ts(i), "sensors": sensors})))
+    feed.send(TOPIC, items)
+    return [a for a in feed.alerts if a["kind"] == "anomaly" and a["status"] == "firing"]
+
+
+def test_a_cold_restart_after_idle_pages_unless_the_machine_settles() -> None:
+    unsettled = _restart(settle=0)
+    assert [alert_index(a) for a in unsettled] == [1800]  # the cold restart, every time
+    assert unsettled[0]["sensors"][0]["name"] == "temp_c"
+    assert _restart(settle=60) == []
+    # A machine that restarts broken still pages, as soon as it has had its settling time.
+    broken = _restart(settle=60, fault=True)
+    assert [alert_index(a) for a in broken] == [1860]
+    assert broken[0]["sensors"][0]["name"] == "current_a"
