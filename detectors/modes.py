@@ -290,6 +290,8 @@ class Modes:
             "in_maintenance": mode == MAINTENANCE,
             "learning": "pause" if not gate.learn else ("separate" if gate.suffix else "shared"),
             "since": _iso(book["since"]) if book and book["since"] is not None else None,
+            # readings left before an anomaly alert can start again (`settle`)
+            "settling": book.get("settle", 0) if book else 0,
             "windows": [],
         }
         if book is not None:

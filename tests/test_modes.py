@@ -523,6 +523,10 @@ def test_a_machine_back_from_a_pause_settles_for_settle_readings() -> None:
     gates = [(t, modes.gate(MACHINE, state, float(t))) for t in range(0, 50)]
     assert [t for t, g in gates if g.settling] == [20, 21, 22, 40, 41, 42]
     assert all(g.learn for t, g in gates if g.settling)
+    modes.schedule(state, MACHINE, "idle", 60.0, 70.0)
+    modes.gate(MACHINE, state, 65.0)
+    modes.gate(MACHINE, state, 70.0)
+    assert modes.describe(state)["settling"] == 2  # on-call sees why nothing pages
     # A maintenance that rebaselines needs none: the models' own warm-up covers the restart.
     modes = Modes(settle=3)
     state = MachineState()
