@@ -167,7 +167,9 @@ class Modes:
         self._tidy(book, planned, event_time)
         ended = skipped or (previous == MAINTENANCE and mode != MAINTENANCE)
         rebaseline = ended and self.after_maintenance == "rebaseline"
-        if gate.learn and not rebaseline and (skipped or not self._gates.get(previous, OPEN).learn):
+        if self.settle and gate.learn and not rebaseline and (
+            skipped or not self._gates.get(previous, OPEN).learn
+        ):
             # Back from a stop: the models' own warm-up does not cover it (they resume), so the
             # machine gets `settle` readings to reach its operating state.
             book["settle"] = self.settle

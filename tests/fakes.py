@@ -53,3 +53,10 @@ def records_from(readings: Any, topic: str = "telemetry", partitions: int = 2) -
         )
         offsets[p] += 1
     return out
+
+
+def duty_cycle(i: int, period: int = 240) -> float:
+    """A machine's load in [0, 1] at reading i: a trapezoid that ramps up, holds, ramps down and
+    idles, once per `period` readings."""
+    position = (i % period) / period
+    return min(max(min(position / 0.1, (0.6 - position) / 0.1), 0.0), 1.0)

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-from fakes import FakeClock, FakeRecord, validate_alert
+from fakes import FakeClock, FakeRecord, duty_cycle, validate_alert
 from kafka_helpers import TEST_SIGNING_KEY
 from prometheus_client import CollectorRegistry
 
@@ -552,8 +552,7 @@ def _restart(*, settle: int, fault: bool = False) -> list[dict[str, Any]]:
     rng = random.Random(9)
     temp, items = 40.0, []
     for i in range(2200):
-        position = (i % 240) / 240
-        load = min(max(min(position / 0.1, (0.6 - position) / 0.1), 0.0), 1.0)
+        load = duty_cycle(i)
         if 1500 <= i < 1800:
             temp += (22.0 - temp) / 50
             current = 0.0

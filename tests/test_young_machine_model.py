@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import orjson
-from fakes import FakeRecord, validate_alert
+from fakes import FakeRecord, duty_cycle, validate_alert
 from prometheus_client import CollectorRegistry
 
 from anomstream.detectors.relation_model import RelationModel
@@ -18,12 +18,6 @@ from anomstream.stream.metrics import Metrics
 from anomstream.stream.pipeline import Pipeline
 
 START = 1_700_000_000.0
-
-
-def _duty_cycle(i: int, period: int = 240) -> float:
-    """A trapezoid load in [0, 1]: ramp up, hold, ramp down, idle."""
-    position = (i % period) / period
-    return min(max(min(position / 0.1, (0.6 - position) / 0.1), 0.0), 1.0)
 
 
 def _reading(rng: random.Random, load: float, current_load: float | None = None) -> dict:
@@ -40,7 +34,7 @@ def _reading(rng: random.Random, load: float, current_load: float | None = None)
 
 def _load(i: int, idle: int) -> float:
     """Reading i's load on a machine idle for its first `idle` readings."""
-    return 0.0 if i < idle else _duty_cycle(i)
+    return 0.0 if i < idle else duty_cycle(i)
 
 
 def _stream(idle: int, count: int, seed: int = 6) -> list[dict]:
@@ -58,7 +52,7 @@ def test_a_machine_model_that_learned_only_idle_learns_the_duty_cycle() -> None:
     # current follows the load half a period late: each sensor stays in its range
     rng = random.Random(7)
     broken = [
-        model.score_learn_one(_reading(rng, _duty_cycle(i), current_load=_duty_cycle(i + 120)))
+        model.score_learn_one(_reading(rng, duty_cycle(i), current_load=duty_cycle(i + 120)))
         for i in range(4000, 4120)
     ]
     assert max(broken) >= 0.99999
