@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from river.base import AnomalyDetector
 
+from anomstream.detectors import relation_kernel as kernel
 from anomstream.detectors.relation_persistence import Persistence
 from anomstream.detectors.relation_stats import RelationStats, Selection
 from anomstream.detectors.surprisal_tail import SurprisalTail, chi2_log_sf, max_residual_log_sf
@@ -260,8 +261,8 @@ class RelationModel(AnomalyDetector):
     def _process(self, x: dict, learn: bool) -> tuple[float, dict[str, float]]:
         stats = self._stats
         sel, values = self._parse(x, add=learn)
-        z, warm = stats.z(sel, values)
-        score, surprisal, contributions, averaged = self._score(sel, z, warm)
+        z, warm, full = stats.z(sel, values)
+        score, surprisal, contributions, averaged = self._score(sel, z, warm, full)
         if learn:
             # Faults are runs, and a run's quieter readings are still the fault: protection stays
             # on while a share of the last ~`grace` readings scored high (one clean reading in
@@ -271,7 +272,7 @@ class RelationModel(AnomalyDetector):
             weight = self._weight(flagged or self._recent > _RUN_SHARE)
             if surprisal is not None:
                 self._tail.update(surprisal, weight)
-            stats.learn(sel, values, z, warm, weight)
+            stats.learn(sel, values, z, warm, full, weight)
             if averaged is not None:
                 assert self._persistence is not None
                 self._persistence.learn(*averaged)
@@ -295,7 +296,7 @@ class RelationModel(AnomalyDetector):
         return self.protect_weight if protect else 1.0
 
     def _score(
-        self, sel: Selection, z: np.ndarray, warm: np.ndarray
+        self, sel: Selection, z: np.ndarray, warm: np.ndarray, full: bool
     ) -> tuple[float, float | None, dict[str, float], _Averaged | None]:
         """Score, nominal surprisal (None: not scored) and attribution of one standardised
         reading, and the persistence averages it leads to (for `Persistence.learn`; None:
@@ -304,7 +305,7 @@ class RelationModel(AnomalyDetector):
         if not self._settled:
             return 0.0, None, {}, None
         k = len(self._inv_sqrt_diag)
-        if isinstance(sel, slice) and k == stats.size and warm.all():
+        if full and k == stats.size:
             # Every sensor present and scored, in index order: the hot path, no reindexing.
             precision, inv_sqrt_diag = stats.precision, self._inv_sqrt_diag
             zs, names_idx = z, stats.scored
@@ -322,7 +323,7 @@ class RelationModel(AnomalyDetector):
                 precision, inv_sqrt_diag = stats.precision, self._inv_sqrt_diag
             else:
                 precision, inv_sqrt_diag = self._observed(slots)
-        single, r, r2 = _surprisal(precision, inv_sqrt_diag, zs, k)
+        single, r, r2, total = _surprisal(precision, inv_sqrt_diag, zs, k)
         persistence, persistent, averaged = self._persistence, None, None
         if persistence is not None:
             e, persistent, r_m = persistence.step(names_idx, r)
@@ -337,9 +338,9 @@ class RelationModel(AnomalyDetector):
             if log_persistent < log_tail:
                 r = r_m
                 r2 = r * r
+                total = float(r2.sum())
             log_tail = _LOG_2 + min(log_tail, log_persistent)
         score = 1.0 - max(math.exp(min(log_tail, 0.0)), _MIN_TAIL)
-        total = float(r2.sum())
         if not math.isfinite(total):  # squares overflowed: shares from residuals scaled to <= 1
             r = r / float(np.abs(r).max())
             r2 = np.nan_to_num(r * r)
@@ -350,7 +351,7 @@ class RelationModel(AnomalyDetector):
             names = self._scored_names
         else:
             names = [self._names[i] for i in names_idx.tolist()]
-        return score, single, dict(zip(names, (r2 / total).tolist())), averaged
+        return score, single, {name: share / total for name, share in zip(names, r2.tolist())}, averaged
 
     def _observed(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Precision of the observed sensors' marginal (conditioning on what is there), cached per
@@ -370,18 +371,14 @@ class RelationModel(AnomalyDetector):
 
 def _surprisal(
     precision: np.ndarray, inv_sqrt_diag: np.ndarray, z: np.ndarray, k: int
-) -> tuple[float, np.ndarray, np.ndarray]:
+) -> tuple[float, np.ndarray, np.ndarray, float]:
     """Nominal surprisal of a standardised reading `z` (the larger of D²'s and the largest
-    conditional residual's), its conditional residuals and their squares."""
-    y = precision @ z
-    d2 = float(z @ y)
-    r = y * inv_sqrt_diag
-    r2 = r * r
-    r_max = math.sqrt(float(r2.max()))
+    conditional residual's), its conditional residuals, their squares and their sum."""
+    d2, r, r2, r_max, total = kernel.residuals(precision, inv_sqrt_diag, z)
     surprisal = -max(chi2_log_sf(max(d2, 0.0), k), max_residual_log_sf(r_max, k))
     if surprisal != surprisal:  # NaN from inf - inf in an absurd reading: maximally surprising
         surprisal = math.inf
-    return surprisal, r, r2
+    return surprisal, r, r2, total
 
 
 def _as_float(value: Any) -> float:

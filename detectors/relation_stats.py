@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anomstream.detectors import relation_kernel as kernel
+
 __all__ = ["RelationStats", "Selection"]
 
 # The sensors of a reading: their indices, or slice(None) when it has every sensor in order.
@@ -79,75 +81,43 @@ class RelationStats:
         self.moment = np.pad(self.moment, ((0, extra), (0, extra)))
         self.steady = False
 
-    def z(self, sel: Selection, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """z-scores of `values` (sensors `sel`) and the mask of those past their own warm-up."""
-        mean = self.mean[sel]
-        var = self.var[sel]
-        warm = (self.n[sel] >= self.grace) & (var > _CONSTANT * mean * mean)
-        z = (values - mean) / np.sqrt(np.where(warm, var, 1.0))
-        return z, warm
+    def indices(self, sel: Selection) -> np.ndarray:
+        """The sensor indices `sel` stands for."""
+        return np.arange(self.size) if isinstance(sel, slice) else sel
+
+    def z(self, sel: Selection, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """z-scores of `values` (sensors `sel`), the mask of those past their own warm-up, and
+        whether the reading is `full`: every sensor, in index order, all past it (the hot path
+        of `learn` and of the scoring)."""
+        z, warm, every = kernel.standardise(
+            self.indices(sel), values, self.mean, self.var, self.n, self.grace, _CONSTANT
+        )
+        return z, warm, every and isinstance(sel, slice)
 
     def learn(
-        self, sel: Selection, values: np.ndarray, z: np.ndarray, warm: np.ndarray, weight: float
+        self, sel: Selection, values: np.ndarray, z: np.ndarray, warm: np.ndarray, full: bool,
+        weight: float,
     ) -> None:
-        """Learn one reading: the moments of the warm sensors (with the z the reading was scored
-        on), then every present sensor's mean and variance. `sel` is the sensors' indices, or
-        `slice(None)` for a reading of every sensor (views instead of copies: the hot path)."""
-        memory = self.memory
-        everyone = isinstance(sel, slice) and bool(warm.all())
-        # Once every count is past `memory`, every weight is weight / memory: the hot path skips
-        # the count bookkeeping (counts only matter below memory).
-        steady = everyone and self.steady
-        a_pair: float | np.ndarray
-        if everyone or warm.sum() >= 2:
-            w_sel = sel if everyone else np.arange(self.size)[sel][warm]
-            zw = np.minimum(np.maximum(z if everyone else z[warm], -CLIP), CLIP)
-            if steady:
-                a_pair = weight / memory
-            else:
-                c = self.c[w_sel] + 1
-                self.c[w_sel] = c
-                # Weight 1/c while a sensor's moments form (an exact average of its first
-                # readings), then 1/memory; a pair learns at the faster of its sensors' rates.
-                c_min = int(c.min())
-                young = weight < 1.0 and c_min <= self.forming
-                if not young and (c_min >= memory or c_min == int(c.max())):
-                    a_pair = weight / min(c_min, memory)
-                else:
-                    w = np.where(c > self.forming, weight, 1.0) if young else weight
-                    a = np.maximum(1.0 / c, 1.0 / memory) * w
-                    a_pair = np.maximum.outer(a, a)
-            step = np.multiply.outer(zw, zw)
-            if everyone:
-                m = self.moment  # in place
-                step -= m
-                step *= a_pair
-                m += step
-            else:
-                assert not isinstance(w_sel, slice)  # `everyone` is the only slice case
-                block = np.ix_(w_sel, w_sel)
-                m = self.moment[block]
-                m += a_pair * (step - m)
-                self.moment[block] = m
-        mean = self.mean[sel]
-        var = self.var[sel]
-        delta = values - mean
-        if steady:
-            a_n: float | np.ndarray = weight / memory
-            bound = CLIP * np.sqrt(var)
-        else:
-            n = self.n[sel] + 1
-            self.n[sel] = n
-            formed = n > self.forming
-            # A reading scored as anomalous moves the baseline only at `weight`, once the
-            # baseline has formed (before that it has nothing to protect).
-            a_n = np.maximum(1.0 / n, 1.0 / memory) * np.where(formed, weight, 1.0)
-            bound = np.where(formed, CLIP * np.sqrt(var), np.inf)
-            if everyone:
-                self.steady = bool(n.min() >= memory and self.c.min() >= memory)
-        delta = np.minimum(np.maximum(delta, -bound), bound)
-        self.mean[sel] = mean + a_n * delta
-        self.var[sel] = (1.0 - a_n) * (var + a_n * delta * delta)
+        """Learn one reading (`z`, `warm` and `full` as `z` returned them): the moments of the warm sensors (with the z the reading was scored
+        on), then every present sensor's mean and variance.
+
+        - Moments: weight 1/c while a sensor's moments form (an exact average of its first c
+          readings), then 1/memory; a pair learns at the faster of its two sensors' rates. While
+          the slowest of them forms, a sensor still forming learns even an anomalous reading at
+          full weight.
+        - Mean and variance: a reading scored as anomalous moves the baseline only at `weight`,
+          once the baseline has formed (before that it has nothing to protect); deviations are
+          winsorised at `CLIP` sd.
+        - Once every count of a reading of every sensor is past `memory`, every weight is
+          weight / memory: the counts stop (they only matter below memory), and the model is
+          `steady`.
+        """
+        all_past = kernel.learn(
+            self.indices(sel), values, z, warm, float(weight), self.memory, self.forming, CLIP,
+            full and self.steady, self.n, self.c, self.mean, self.var, self.moment,
+        )
+        if full:
+            self.steady = all_past
 
     def ready_sensors(self, established: bool = False) -> np.ndarray:
         """Sensors whose moments have formed: they take part in the precision. In an
