@@ -73,7 +73,7 @@ def residuals(
 @njit(cache=True, nogil=True)
 def learn(
     idx: np.ndarray, values: np.ndarray, z: np.ndarray, warm: np.ndarray, weight: float,
-    memory: int, forming: int, clip: float, steady: bool,
+    memory: int, forming: int, clip: float, constant: float, steady: bool,
     n: np.ndarray, c: np.ndarray, mean: np.ndarray, var: np.ndarray, moment: np.ndarray,
 ) -> bool:
     """Learn one reading in place (see `RelationStats.learn`); returns whether every count is
@@ -119,6 +119,12 @@ def learn(
             a_n = weight / memory
             bound = clip * math.sqrt(v)
         else:
+            if n[i] > forming and v <= constant * mean[i] * mean[i] and values[j] != mean[i]:
+                # A sensor constant through its forming readings (a machine first seen idle:
+                # current and speed exactly 0) has learned a level but no spread. Bounded by
+                # that spread, 0, it would never move again, and never join the relations:
+                # it starts its baseline over, as a sensor new to the machine does.
+                n[i] = 0
             n[i] += 1
             formed = n[i] > forming
             # An anomalous reading moves a formed baseline only at `weight`.

@@ -107,14 +107,15 @@ class RelationStats:
           full weight.
         - Mean and variance: a reading scored as anomalous moves the baseline only at `weight`,
           once the baseline has formed (before that it has nothing to protect); deviations are
-          winsorised at `CLIP` sd.
+          winsorised at `CLIP` sd. A sensor still constant once formed starts its baseline
+          over when it first moves.
         - Once every count of a reading of every sensor is past `memory`, every weight is
           weight / memory: the counts stop (they only matter below memory), and the model is
           `steady`.
         """
         all_past = kernel.learn(
             self.indices(sel), values, z, warm, float(weight), self.memory, self.forming, CLIP,
-            full and self.steady, self.n, self.c, self.mean, self.var, self.moment,
+            _CONSTANT, full and self.steady, self.n, self.c, self.mean, self.var, self.moment,
         )
         if full:
             self.steady = all_past

@@ -107,3 +107,26 @@ def test_a_checkpoint_from_before_bounded_protection_restores_as_a_settled_model
     assert restored._learned == restored.memory and restored._protected == 0.0
     x = _stream(idle=0, count=601)[-1]
     assert restored.score_one(x) == model.score_one(x)
+
+
+def _off(rng: random.Random) -> dict:
+    """A machine switched off: no current, no speed, exactly; a little vibration from nearby."""
+    return {"current_a": 0.0, "vib_rms": 0.01 + abs(rng.gauss(0.0, 0.005)), "speed_rpm": 0.0}
+
+
+def test_sensors_exactly_zero_when_the_machine_was_first_seen_join_the_relations() -> None:
+    # A machine first seen switched off for longer than a baseline forms (500 readings). Before,
+    # current and speed learned a level but no spread, and bounded by it never moved again:
+    # the machine model never had two sensors to relate, and a broken relation scored 0.
+    rng = random.Random(9)
+    model = RelationModel()
+    for _ in range(700):
+        model.score_learn_one(_off(rng))
+    for i in range(700, 6000):
+        model.score_learn_one(_reading(rng, duty_cycle(i)))
+    broken = [
+        model.score_learn_one(_reading(rng, duty_cycle(i), current_load=duty_cycle(i + 120)))
+        for i in range(6000, 6120)
+    ]
+    assert max(broken) >= 0.99999
+    assert max(model.last_contributions, key=model.last_contributions.get) == "current_a"
