@@ -76,12 +76,18 @@ def readings(on: int, off: int, days: int, stopped: str, seed: int = 3) -> list[
     return out
 
 
-def alerts(values: list[dict[str, float]], windows: Sequence[dict[str, Any]] = (), settle: int = 0) -> list[dict[str, Any]]:
+def alerts(
+    values: list[dict[str, float]], windows: Sequence[dict[str, Any]] = (), settle: int = 0,
+    rules: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
     """The firing and resolved alert documents of the shipped config on `values`, with the
-    operating-mode `windows` declared in config (`[[modes.windows]]`) and `modes.settle`."""
+    operating-mode `windows` declared in config (`[[modes.windows]]`), `modes.settle` and
+    the mode `rules` (`[[modes.rules]]`)."""
     overrides: dict[str, Any] = {"state.enabled": False, "modes.settle": settle}
     if windows:
         overrides["modes.windows"] = list(windows)
+    if rules:
+        overrides["modes.rules"] = list(rules)
     config = load_config(environ={}, overrides=overrides)
     pipeline = Pipeline(config, metrics=Metrics(CollectorRegistry()), clock=lambda: START)
     docs: list[dict[str, Any]] = []
@@ -106,11 +112,15 @@ def main() -> int:
     idle = [{"machine": "m1", "mode": "idle", "start": START + d * day + args.on, "until": START + (d + 1) * day}
             for d in range(args.days)]
     # ... and given time to warm up: three time constants of its temperature (TAU).
-    variants = [("never", (), 0), ("floor", (), 0), ("noisy", (), 0), ("noisy", idle, 0),
-                ("noisy", idle, 3 * TAU)]
-    for stopped, windows, settle in variants:
+    # One rule instead of a window per stop: the machine is idle while its spindle stands.
+    stands = [{"sensor": "speed_rpm", "below": 50.0, "mode": "idle"}]
+    variants = [("never", (), 0, ()), ("floor", (), 0, ()), ("noisy", (), 0, ()),
+                ("noisy", idle, 0, ()), ("noisy", idle, 3 * TAU, ()),
+                ("floor", (), 3 * TAU, stands), ("noisy", (), 3 * TAU, stands),
+                ("never", (), 3 * TAU, stands)]
+    for stopped, windows, settle, rules in variants:
         fired: dict[int, list[str]] = defaultdict(list)
-        for doc in alerts(readings(args.on, args.off, args.days, stopped), windows, settle):
+        for doc in alerts(readings(args.on, args.off, args.days, stopped), windows, settle, rules):
             if doc["status"] == "firing":
                 i = doc["source"]["offset"]
                 names = ",".join(s["name"] for s in doc["sensors"][:3])
@@ -119,6 +129,8 @@ def main() -> int:
         label = "never stopped (baseline)" if stopped == "never" else f"stopped at reading {args.on}, {stopped}"
         if windows:
             label += ", each stop declared idle ([[modes.windows]])"
+        if rules:
+            label += ", idle while speed_rpm < 50 ([[modes.rules]])"
         if settle:
             label += f", modes.settle = {settle}"
         print(f"{label}: {sum(map(len, fired.values()))} alerts in {args.days} days, "

@@ -24,6 +24,10 @@ What a mode does (`Gate`):
   where they stopped, would page for; alarm-management practice calls this state-based
   suppression (ISA-18.2). After a rebaseline the models' own warm-up covers it.
 
+Where the schedule says `production`, `[[modes.rules]]` may read the mode off the reading
+itself ("idle while speed_rpm reads below 50", `mode_rules.py`): a plant's daily stops without
+a message for each.
+
 A maintenance window that lies entirely between two readings of a machine (it stopped
 reporting during the work) still counts: the next reading resolves and rebaselines.
 State: `state.ops["modes"] = {"v": 1, "id", "mode", "since", "at", "windows": [[start, until,
@@ -44,6 +48,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from anomstream.detectors.entities import MachineState
+from anomstream.detectors.mode_rules import ModeRule, ModeRules
 
 __all__ = ["DEFAULT_MODE", "MAINTENANCE", "MAX_WINDOWS", "Gate", "Modes"]
 
@@ -98,6 +103,7 @@ class Modes:
         after_maintenance: str = "rebaseline",
         windows: Sequence[tuple[str, str, float, float | None]] = (),
         settle: int = 0,
+        rules: Sequence[ModeRule] = (),
     ) -> None:
         self.enabled = enabled
         self.learning = dict(learning or {})
@@ -106,6 +112,10 @@ class Modes:
             raise ValueError(f"settle must be a number of readings >= 0, got {settle!r}")
         self.settle = settle
         self.windows = tuple(windows)  # (machine pattern, mode, start, until) from config
+        unknown = [r.mode for r in rules if r.mode not in self.modes or r.mode == DEFAULT_MODE]
+        if unknown:
+            raise ValueError(f"rule mode {unknown[0]!r}: not maintenance nor an operating mode")
+        self.rules = ModeRules(rules)  # modes read off the readings (`mode_rules`)
         self._planned: dict[str, tuple[Window, ...]] = {}
         self._gates = {name: self._base_gate(name) for name in self.modes}
 
@@ -117,6 +127,7 @@ class Modes:
             after_maintenance=config.after_maintenance,
             windows=[(w.machine, w.mode, float(w.start), w.until) for w in config.windows],
             settle=config.settle,
+            rules=[ModeRule(r.machine, r.sensor, r.mode, r.below, r.above) for r in config.rules],
         )
 
     @property
@@ -134,16 +145,26 @@ class Modes:
 
     # ------------------------------------------------------------------ per reading
 
-    def gate(self, machine: str, state: MachineState, event_time: float) -> Gate:
+    def gate(
+        self, machine: str, state: MachineState, event_time: float,
+        sensors: Mapping[str, float] | None = None,
+    ) -> Gate:
+        """The reading's mode: its schedule's, else (in `production`) what the `rules` read off
+        its `sensors`."""
         if not self.enabled:
             return OPEN
         book = state.ops.get("modes")
         planned = self._planned_for(machine)
+        ruled = None
         if book is None:
-            if not planned:
+            if self.rules and sensors is not None:
+                ruled = self.rules.mode(machine, sensors, DEFAULT_MODE)
+            if not planned and ruled is None:
                 return OPEN
             book = _new_book(state, machine)
         mode = _mode_at(book["windows"], planned, event_time)
+        if mode == DEFAULT_MODE and self.rules and sensors is not None:
+            mode = ruled or self.rules.mode(machine, sensors, book["mode"]) or DEFAULT_MODE
         gate = self._gates[mode]
         last = book["at"]
         if last is not None and event_time < last:

@@ -33,8 +33,8 @@ from pydantic import (
 )
 
 __all__ = [
-    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModeWindow", "ModesConfig",
-    "SilenceConfig",
+    "FeedbackConfig", "HealthConfig", "HealthLimit", "HealthSeverity", "ModeRuleConfig",
+    "ModeWindow", "ModesConfig", "SilenceConfig",
 ]
 
 
@@ -211,6 +211,28 @@ class ModeWindow(_Section):
         return self
 
 
+class ModeRuleConfig(_Section):
+    """A mode read off the telemetry: the machines matching `machine` are in `mode` while their
+    `sensor` reads below `below` (or above `above`)."""
+
+    machine: StrictStr = "*"
+    """Shell-style pattern of machine ids."""
+    sensor: NonEmptyStr = "speed_rpm"
+    """The sensor that says the machine runs (a spindle speed, a motor current, a run bit)."""
+    below: OptionalFloat = None
+    """The mode holds while the sensor reads strictly below this."""
+    above: OptionalFloat = None
+    """The mode holds while the sensor reads strictly above this (set `below` or `above`)."""
+    mode: NonEmptyStr = "idle"
+    """`maintenance` or an operating mode (see `modes.learning`)."""
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ModeRuleConfig:
+        if (self.below is None) == (self.above is None):
+            report_problems([("below", "set exactly one of below and above")])
+        return self
+
+
 class ModesConfig(_Section):
     """Maintenance windows and operating modes, from the control topic or from config."""
 
@@ -237,6 +259,12 @@ class ModesConfig(_Section):
     alert starts. A restarted machine is not yet in its operating state (still cold, pressure
     building); set it to the readings your machines take to get there. 0: none."""
 
+    rules: tuple[ModeRuleConfig, ...] = ()
+    """Modes read off each reading, `[[modes.rules]]` (first match wins), where the schedule
+    says `production`: a declared window wins. A reading without the rule's sensor keeps the
+    mode its previous reading had by the rule. With `settle`, an undeclared daily stop is
+    then handled like a declared one (docs/operations/modes.md)."""
+
     @model_validator(mode="after")
     def _known_modes(self) -> ModesConfig:
         problems = [
@@ -250,6 +278,10 @@ class ModesConfig(_Section):
         problems += [
             (f"windows[{i}].mode", f"unknown mode {w.mode!r}: not maintenance, production nor in modes.learning")
             for i, w in enumerate(self.windows) if w.mode not in _BUILT_IN_MODES and w.mode not in self.learning
+        ]
+        problems += [
+            (f"rules[{i}].mode", f"unknown mode {r.mode!r}: not maintenance nor in modes.learning")
+            for i, r in enumerate(self.rules) if r.mode != "maintenance" and r.mode not in self.learning
         ]
         report_problems(problems)
         return self

@@ -197,7 +197,7 @@ class Pipeline:
     ) -> float:
         """One valid reading through modes, health, models, policy and presence; its alerts go
         to `out`. Returns the machine score (0.0 when no model scored it)."""
-        gate = self.modes.gate(reading.machine, state, reading.event_time)
+        gate = self.modes.gate(reading.machine, state, reading.event_time, reading.sensors)
         transitions: list[Transition] = []
         if gate.previous is not None or now >= self._modes_counted_at:
             self.count_mode_change(gate.previous, gate.mode, now)

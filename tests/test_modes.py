@@ -5,6 +5,7 @@ the same scenario `test_modes_broker.py` runs through Kafka."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 import json
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from kafka_helpers import TEST_SIGNING_KEY
 from prometheus_client import CollectorRegistry
 
 from anomstream.detectors.entities import MachineState
+from anomstream.detectors.mode_rules import ModeRule
 from anomstream.detectors.modes import DEFAULT_MODE, MAINTENANCE, Modes
 from anomstream.detectors.policy import Transition
 from anomstream.stream.config import load_config
@@ -542,12 +544,17 @@ def test_a_machine_back_from_a_pause_settles_for_settle_readings() -> None:
     assert Modes.from_config(load_config(environ={}, overrides={"modes.settle": 7}).modes).settle == 7
 
 
-def _restart(*, settle: int, fault: bool = False) -> list[dict[str, Any]]:
+def _restart(*, settle: int, fault: bool = False, by_rule: bool = False) -> list[dict[str, Any]]:
     """A machine whose temperature follows its load through a lag is declared idle for 300
     readings (it cools down), then restarts cold; with `fault`, its current reads 30 A high from
-    the restart on. The anomaly alerts of the shipped config."""
-    pipeline, _ = _pipeline(**{"modes.settle": settle, "modes.windows": [
-        {"machine": MACHINE, "mode": "idle", "start": ts(1500), "until": ts(1800)}]})
+    the restart on. The anomaly alerts of the shipped config. The stop is declared as a window,
+    or, `by_rule`, by a rule on the current (idle while it reads below 1 A)."""
+    declared: dict[str, Any] = (
+        {"modes.rules": [{"machine": "press-*", "sensor": "current_a", "below": 1.0, "mode": "idle"}]}
+        if by_rule else
+        {"modes.windows": [{"machine": MACHINE, "mode": "idle", "start": ts(1500), "until": ts(1800)}]}
+    )
+    pipeline, _ = _pipeline(**{"modes.settle": settle, **declared})
     feed = Feed(pipeline)
     rng = random.Random(9)
     temp, items = 40.0, []
@@ -572,5 +579,53 @@ def test_a_cold_restart_after_idle_pages_unless_the_machine_settles() -> None:
     assert _restart(settle=60) == []
     # A machine that restarts broken still pages, as soon as it has had its settling time.
     broken = _restart(settle=60, fault=True)
+    assert [alert_index(a) for a in broken] == [1860]
+    assert broken[0]["sensors"][0]["name"] == "current_a"
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def test_a_rule_reads_the_mode_off_the_reading_where_the_schedule_says_production() -> None:
+    modes = Modes(learning={"idle": "pause"}, rules=[ModeRule("press-*", "speed_rpm", "idle", below=50.0)])
+    state = MachineState()
+    running, stopped = {"speed_rpm": 1480.0, "temp_c": 40.0}, {"speed_rpm": 0.0, "temp_c": 30.0}
+    assert modes.gate(MACHINE, state, 1.0, running).mode == DEFAULT_MODE
+    assert "modes" not in state.ops  # a running machine with no window costs nothing
+    gate = modes.gate(MACHINE, state, 2.0, stopped)
+    assert (gate.mode, gate.learn, gate.alert, gate.previous) == ("idle", False, False, DEFAULT_MODE)
+    assert modes.gate(MACHINE, state, 3.0, {"temp_c": 30.0}).mode == "idle"  # speed missing
+    assert modes.gate(MACHINE, state, 4.0, {"speed_rpm": math.nan}).mode == "idle"
+    assert modes.gate(MACHINE, state, 5.0, running).mode == DEFAULT_MODE
+    assert modes.gate(MACHINE, state, 6.0, {"temp_c": 30.0}).mode == DEFAULT_MODE  # and running
+    assert modes.silence_expected(state, 7.0) is False
+    modes.gate(MACHINE, state, 8.0, stopped)
+    assert modes.silence_expected(state, 9.0) is True  # a stopped machine may fall silent
+    # A declared window is more specific than a signal: a maintenance wins over the rule.
+    modes.schedule(state, MACHINE, MAINTENANCE, 10.0, 20.0)
+    assert modes.gate(MACHINE, state, 11.0, stopped).mode == MAINTENANCE
+    # Other machines, and the other bound.
+    assert modes.gate("lathe-02", MachineState(), 1.0, stopped).mode == DEFAULT_MODE
+    hot = Modes(learning={"idle": "pause"}, rules=[ModeRule("*", "door", MAINTENANCE, above=0.5)])
+    assert hot.gate(MACHINE, MachineState(), 1.0, {"door": 1.0}).mode == MAINTENANCE
+    with pytest.raises(ValueError, match="exactly one"):
+        ModeRule("*", "speed_rpm", "idle")
+    with pytest.raises(ValueError, match="rule mode"):
+        Modes(rules=[ModeRule("*", "speed_rpm", "nap", below=1.0)])
+    config = load_config(environ={}, overrides={"modes.rules": [{"sensor": "speed_rpm", "below": 50}]})
+    assert Modes.from_config(config.modes).rules.rules == (ModeRule("*", "speed_rpm", "idle", below=50.0),)
+    for bad, where in (({"sensor": "s"}, "below"), ({"sensor": "s", "below": 1, "above": 2}, "below"),
+                       ({"sensor": "s", "below": 1, "mode": "nap"}, "mode")):
+        with pytest.raises(ConfigError, match=rf"modes\.rules\[0\]\.{where}"):
+            load_config(environ={}, overrides={"modes.rules": [bad]})
+
+
+def test_a_stop_read_off_the_current_is_handled_like_a_declared_one() -> None:
+    # No window for the stop: the rule finds it. Without settling, the cold restart pages as
+    # with a declared stop; with it, nothing; a machine that restarts broken still pages once
+    # its settling readings are over.
+    assert [alert_index(a) for a in _restart(settle=0, by_rule=True)] == [1800]
+    assert _restart(settle=60, by_rule=True) == []
+    broken = _restart(settle=60, fault=True, by_rule=True)
     assert [alert_index(a) for a in broken] == [1860]
     assert broken[0]["sensors"][0]["name"] == "current_a"
